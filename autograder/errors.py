@@ -1,0 +1,25 @@
+"""Error types of the grading pipeline, mapped to exit codes by the CLI."""
+
+
+class AutograderError(Exception):
+    """Base class: something the instructor must fix; the message says what."""
+
+    exit_code = 1
+
+
+class UsageError(AutograderError):
+    """The command was called with arguments that cannot work."""
+
+    exit_code = 2
+
+
+class ReleaseOutOfDate(AutograderError):
+    """The committed ``release/`` differs from what nbgrader generates."""
+
+    exit_code = 3
+
+
+class SourceNotebookError(AutograderError):
+    """A source notebook is missing, malformed or fails its own tests."""
+
+    exit_code = 4

@@ -1,0 +1,172 @@
+"""Hidden tests: the graded half of every test cell.
+
+A test cell in a source notebook ends with::
+
+    ### BEGIN HIDDEN TESTS
+    from autograder.hidden import deep_network as hidden
+    hidden.grade("linear_backward", globals())
+    ### END HIDDEN TESTS
+
+``grade`` runs the student's function (looked up in the notebook's namespace) on
+fresh inputs of other shapes and seeds, compares it with the reference solution
+read from the source notebook, and for backward functions checks it against a
+centred-difference gradient. When the function calls earlier exercises, those
+are replaced by correct versions while it runs, so one bug costs one exercise.
+
+This module holds the machinery shared by the assignment modules beside it.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable, Iterable, Mapping, Sequence
+
+import numpy as np
+
+from dlcourse.checks import CheckFailure, check, patched_globals
+from dlcourse.gradcheck import rel_error
+
+from ..reference import reference_namespace
+
+__all__ = [
+    "HiddenTestFailure",
+    "Grader",
+    "describe_inputs",
+]
+
+#: Largest relative error accepted between an analytical gradient and the
+#: centred-difference estimate. Measured on the hidden inputs: correct code gives
+#: at most ~1e-8, a missing 1/m or a transposed term gives 1e-1 or more.
+GRADCHECK_THRESHOLD = 1e-6
+
+
+class HiddenTestFailure(AssertionError):
+    """A hidden test failed; the message says which property and on what shapes."""
+
+
+def describe_inputs(args: Sequence, arg_names: Sequence[str]) -> str:
+    """Summarise inputs by shape, e.g. ``A (5, 7), W (3, 5)``."""
+    parts = []
+    for i, value in enumerate(args):
+        label = arg_names[i] if i < len(arg_names) else f"arg{i + 1}"
+        if isinstance(value, np.ndarray):
+            parts.append(f"{label} {value.shape}")
+        elif isinstance(value, (list, tuple)) and len(str(value)) > 40:
+            parts.append(f"{label} ({type(value).__name__} of {len(value)})")
+        elif isinstance(value, dict):
+            parts.append(f"{label} (dict of {len(value)})")
+        else:
+            parts.append(f"{label} {value!r}")
+    return ", ".join(parts)
+
+
+class Grader:
+    """Hidden tests of one assignment.
+
+    Args:
+        assignment: assignment id, e.g. ``"04_deep_network_step_by_step"``.
+    """
+
+    def __init__(self, assignment: str):
+        self.assignment = assignment
+        self._tests: dict[str, Callable] = {}
+
+    @property
+    def reference(self) -> dict:
+        """The reference implementations (a fresh copy each time)."""
+        return reference_namespace(self.assignment)
+
+    def test(self, name: str):
+        """Register the hidden test of the graded function ``name``."""
+
+        def register(fn):
+            self._tests[name] = fn
+            return fn
+
+        return register
+
+    def grade(self, name: str, namespace: Mapping) -> None:
+        """Run the hidden test of ``name`` against the student's namespace.
+
+        Raises:
+            HiddenTestFailure: naming what failed.
+            NotImplementedError: if the student has not written the function.
+        """
+        if name not in self._tests:
+            raise KeyError(f"no hidden test registered for {self.assignment}/{name}")
+        if name not in namespace:
+            raise HiddenTestFailure(
+                f"{name} is not defined: run the cell that defines it, and keep "
+                "its name unchanged"
+            )
+        self._tests[name](namespace, self.reference)
+
+    def compare(
+        self,
+        namespace: dict,
+        reference: Mapping,
+        name: str,
+        inputs: Iterable[tuple[tuple, dict]],
+        *,
+        arg_names: Sequence[str] = (),
+        patch: Sequence[str] = (),
+        output_name: str = "output",
+        rtol: float = 1e-6,
+        atol: float = 1e-9,
+        m_of: Callable[[tuple], int | None] | None = None,
+    ) -> None:
+        """Compare the student's ``name`` with the reference on each input.
+
+        Args:
+            namespace: the notebook's ``globals()``.
+            reference: the reference namespace.
+            name: graded function to test.
+            inputs: ``(args, kwargs)`` pairs.
+            arg_names: argument names for messages.
+            patch: names of earlier exercises to replace with correct versions
+                while the student's function runs.
+            output_name: how to call the output in messages.
+            rtol, atol: comparison tolerances.
+            m_of: gives the number of examples from the args, for hints.
+        """
+        student = namespace[name]
+        replacements = {dep: reference[dep] for dep in patch}
+        for args, kwargs in inputs:
+            expected = reference[name](*copy.deepcopy(args), **copy.deepcopy(kwargs))
+            where = describe_inputs(args, arg_names)
+            try:
+                with patched_globals(namespace, **replacements):
+                    check(
+                        student,
+                        args,
+                        kwargs,
+                        expected=expected,
+                        name=name,
+                        arg_names=arg_names,
+                        output_name=output_name,
+                        rtol=rtol,
+                        atol=atol,
+                        m=m_of(args) if m_of else None,
+                        quiet=True,
+                    )
+            except CheckFailure as failure:
+                raise HiddenTestFailure(
+                    f"hidden test on inputs {where}:\n{failure}"
+                ) from None
+
+    @staticmethod
+    def assert_gradient(label: str, analytical, numerical, where: str) -> None:
+        """Fail unless an analytical gradient matches the numerical estimate."""
+        analytical = np.asarray(analytical, dtype=np.float64)
+        if analytical.shape != np.shape(numerical):
+            raise HiddenTestFailure(
+                f"gradient check on {where}: {label} has shape {analytical.shape}, "
+                f"expected {np.shape(numerical)}"
+            )
+        error = rel_error(analytical, numerical)
+        if not error <= GRADCHECK_THRESHOLD:
+            raise HiddenTestFailure(
+                f"gradient check on {where}: {label} disagrees with the numerical "
+                f"gradient (relative error {error:.2e}, allowed "
+                f"{GRADCHECK_THRESHOLD:.0e})"
+            )

@@ -1,0 +1,71 @@
+"""Shared fixtures: the repository layout and the real nbgrader course harness."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from autograder import REPO_ROOT
+from autograder.course import list_assignments
+
+MISTAKES_DIR = REPO_ROOT / "tests" / "files" / "mistakes"
+
+# Kernels started by nbgrader and nbclient must not pop up GUI windows.
+os.environ.setdefault("MPLBACKEND", "Agg")
+
+
+def assignments() -> list[str]:
+    return list_assignments(REPO_ROOT)
+
+
+def source_notebook(assignment: str) -> Path:
+    return REPO_ROOT / "source" / assignment / f"{assignment}.ipynb"
+
+
+def load_mistakes(assignment: str) -> list[dict]:
+    path = MISTAKES_DIR / f"{assignment}.json"
+    if not path.is_file():
+        return []
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def apply_mistake(nb, mistake: dict):
+    """Return a copy of a source notebook with one solution cell changed."""
+    nb = nbformat.from_dict(json.loads(json.dumps(nb)))
+    cells = [
+        c
+        for c in nb.cells
+        if c.metadata.get("nbgrader", {}).get("grade_id") == mistake["cell"]
+    ]
+    assert len(cells) == 1, f"{mistake['name']}: no unique cell {mistake['cell']!r}"
+    cell = cells[0]
+    for old, new in mistake["replace"]:
+        count = cell.source.count(old)
+        assert count == 1, (
+            f"{mistake['name']}: {old!r} occurs {count} times in cell "
+            f"{mistake['cell']!r} (must be exactly once)"
+        )
+        cell.source = cell.source.replace(old, new)
+    return nb
+
+
+def cell_output_text(cell) -> str:
+    parts = []
+    for output in cell.get("outputs", []):
+        if output.output_type == "stream":
+            parts.append(output.text)
+        elif output.output_type == "error":
+            parts.append(f"{output.ename}: {output.evalue}")
+            parts.extend(output.traceback)
+        else:
+            parts.append(str(output.get("data", {}).get("text/plain", "")))
+    return "\n".join(parts)
+
+
+@pytest.fixture(scope="session")
+def repo_root() -> Path:
+    return REPO_ROOT
