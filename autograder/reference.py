@@ -11,6 +11,7 @@ solution cell. Nothing here is ever part of a release.
 from __future__ import annotations
 
 import ast
+import sys
 from functools import cache
 from pathlib import Path
 
@@ -52,6 +53,18 @@ def _definitions(source: str, where: str) -> ast.Module:
 def _load(path: str) -> dict:
     notebook = nbformat.read(path, as_version=4)
     namespace: dict = {"__name__": f"reference:{Path(path).stem}"}
+    # Modules shipped beside the notebook (e.g. frozen helpers) must be importable,
+    # as they are in the student's folder.
+    folder = str(Path(path).parent)
+    sys.path.insert(0, folder)
+    try:
+        _execute_definitions(notebook, namespace, path)
+    finally:
+        sys.path.remove(folder)
+    return namespace
+
+
+def _execute_definitions(notebook, namespace: dict, path: str) -> None:
     for index, cell in enumerate(notebook.cells):
         if cell.cell_type != "code":
             continue
@@ -63,7 +76,6 @@ def _load(path: str) -> dict:
         where = f"{path} cell {index}"
         code = compile(_definitions(cell.source, where), where, "exec")
         exec(code, namespace)  # noqa: S102 - our own source notebook
-    return namespace
 
 
 def reference_namespace(assignment: str, *, root: Path | None = None) -> dict:
