@@ -11,11 +11,10 @@ solution cell. Nothing here is ever part of a release.
 from __future__ import annotations
 
 import ast
+import json
 import sys
 from functools import cache
 from pathlib import Path
-
-import nbformat
 
 from . import REPO_ROOT
 from .errors import SourceNotebookError
@@ -51,7 +50,10 @@ def _definitions(source: str, where: str) -> ast.Module:
 
 @cache
 def _load(path: str) -> dict:
-    notebook = nbformat.read(path, as_version=4)
+    # Plain JSON, not nbformat: this runs inside every graded kernel, and importing
+    # nbformat (schema validation machinery) costs over a second there.
+    with open(path, encoding="utf-8") as handle:
+        notebook = json.load(handle)
     namespace: dict = {"__name__": f"reference:{Path(path).stem}"}
     # Modules shipped beside the notebook (e.g. frozen helpers) must be importable,
     # as they are in the student's folder.
@@ -65,16 +67,20 @@ def _load(path: str) -> dict:
 
 
 def _execute_definitions(notebook, namespace: dict, path: str) -> None:
-    for index, cell in enumerate(notebook.cells):
-        if cell.cell_type != "code":
+    for index, cell in enumerate(notebook["cells"]):
+        if cell["cell_type"] != "code":
             continue
-        meta = cell.metadata.get("nbgrader", {})
-        is_setup = "setup" in cell.metadata.get("tags", [])
+        metadata = cell.get("metadata", {})
+        meta = metadata.get("nbgrader", {})
+        is_setup = "setup" in metadata.get("tags", [])
         is_solution = meta.get("solution", False) and not meta.get("grade", False)
         if not (is_setup or is_solution):
             continue
         where = f"{path} cell {index}"
-        code = compile(_definitions(cell.source, where), where, "exec")
+        source = cell["source"]
+        if isinstance(source, list):
+            source = "".join(source)
+        code = compile(_definitions(source, where), where, "exec")
         exec(code, namespace)  # noqa: S102 - our own source notebook
 
 
