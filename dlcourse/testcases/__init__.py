@@ -226,13 +226,12 @@ class CaseSet:
                     return dependency
         return None
 
-    def check(self, name: str, fn: Callable, *, quiet: bool = False):
+    def check(self, name: str, fn: Callable, *, quiet: bool = False) -> None:
         """Run the visible check ``name`` on the student's function ``fn``.
 
-        Returns:
-            What ``fn`` returned, or None if the check could not be made because
-            an earlier exercise that ``fn`` calls fails its own check (a message
-            says which).
+        Returns None (the outcome is printed), so that a test cell ending with a
+        check does not echo the student's output. When an earlier exercise that
+        ``fn`` calls fails its own check, a message says so and nothing is raised.
 
         Raises:
             dlcourse.checks.CheckFailure: naming where the output differs.
@@ -240,7 +239,7 @@ class CaseSet:
         """
         function = self._case(name).function
         try:
-            got = self._run(name, fn)
+            self._run(name, fn)
         except Exception as error:
             if isinstance(error, NotImplementedError) and _raised_inside(error, fn):
                 raise
@@ -252,10 +251,9 @@ class CaseSet:
                 f"which does not pass its own visible check yet. Fix {broken} "
                 "first, then run this cell again."
             )
-            return None
+            return
         if not quiet:
             print(f"{function}: {PASS_MESSAGE}.")
-        return got
 
 
 @cache
