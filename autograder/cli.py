@@ -49,6 +49,111 @@ def _cmd_clean(args) -> None:
         print(f"cleaned {path}")
 
 
+def _course(args) -> Path:
+    from . import REPO_ROOT
+
+    return Path(args.course).resolve() if args.course else REPO_ROOT
+
+
+def _cmd_grade(args) -> None:
+    from .errors import GradingIncomplete
+    from .grade import grade_course
+
+    run = grade_course(
+        _course(args),
+        args.assignments,
+        students=args.student,
+        workers=args.workers,
+        cell_timeout=args.cell_timeout,
+        notebook_timeout=args.notebook_timeout,
+        fork_kernels=not args.no_fork,
+        progress=not args.no_progress,
+    )
+    if not run.complete:
+        failed = [f"{r.student}/{r.assignment}" for r in run.results if not r.definite]
+        raise GradingIncomplete(
+            f"{len(failed)} submission(s) got no definite outcome: {', '.join(failed)}"
+        )
+
+
+def _cmd_feedback(args) -> None:
+    from .feedback import generate_feedback
+
+    generate_feedback(_course(args), args.assignments, students=args.student)
+
+
+def _cmd_export(args) -> None:
+    from .export import export_csv
+
+    text = export_csv(_course(args), args.assignments, output=args.output)
+    if args.output is None:
+        sys.stdout.write(text)
+    else:
+        print(f"wrote {args.output}")
+
+
+def _cmd_check(args) -> None:
+    from .errors import GradingIncomplete
+    from .selfcheck import check_notebook
+
+    result = check_notebook(
+        Path(args.notebook),
+        assignment=args.assignment,
+        course_root=_course(args),
+        cell_timeout=args.cell_timeout,
+        notebook_timeout=args.notebook_timeout,
+    )
+    if not result.definite:
+        raise GradingIncomplete(f"the notebook could not be graded: {result.reason}")
+
+
+def _cmd_demo(args) -> None:
+    from .demo import build_demo
+
+    build_demo(
+        Path(args.dir) if args.dir else None,
+        args.assignments,
+        workers=args.workers,
+    )
+
+
+def _cmd_bench(args) -> None:
+    from .bench import run_bench
+
+    run_bench(
+        n_students=args.students,
+        assignments=args.assignments,
+        course_root=_course(args),
+        workers=args.workers,
+        keep=args.keep,
+    )
+
+
+def _add_course(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--course",
+        metavar="DIR",
+        help="course root holding source/, release/, submitted/ (default: this "
+        "repository)",
+    )
+
+
+def _add_timeouts(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--cell-timeout",
+        type=int,
+        metavar="S",
+        help="seconds a cell may run before it is interrupted (default: the "
+        "course's Execute.timeout)",
+    )
+    p.add_argument(
+        "--notebook-timeout",
+        type=float,
+        metavar="S",
+        help="wall-clock seconds one notebook may take (default: 600)",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="autograder",
@@ -86,6 +191,74 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("paths", nargs="+")
     p.add_argument("--check", action="store_true", help="report only")
     p.set_defaults(run=_cmd_clean)
+
+    p = commands.add_parser(
+        "grade", help="autograde every submission under submitted/, in parallel"
+    )
+    p.add_argument("assignments", nargs="*", help="assignment ids (default: all)")
+    _add_course(p)
+    p.add_argument(
+        "--workers", type=int, metavar="N", help="default: one more than the CPUs"
+    )
+    p.add_argument(
+        "--student", action="append", metavar="ID", help="grade only this student"
+    )
+    _add_timeouts(p)
+    p.add_argument(
+        "--no-fork",
+        action="store_true",
+        help="start kernels the stock way instead of forking them (slower)",
+    )
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(run=_cmd_grade)
+
+    p = commands.add_parser(
+        "feedback", help="one HTML report per student and assignment, no hidden tests"
+    )
+    p.add_argument("assignments", nargs="*")
+    _add_course(p)
+    p.add_argument("--student", action="append", metavar="ID")
+    p.set_defaults(run=_cmd_feedback)
+
+    p = commands.add_parser(
+        "export", help="CSV: one row per student and assignment, one column per test"
+    )
+    p.add_argument("assignments", nargs="*")
+    _add_course(p)
+    p.add_argument("--output", "-o", metavar="FILE", help="default: stdout")
+    p.set_defaults(run=_cmd_export)
+
+    p = commands.add_parser(
+        "check", help="grade one notebook file against the hidden tests (self-study)"
+    )
+    p.add_argument("notebook", help="path to your .ipynb")
+    p.add_argument(
+        "--assignment", help="assignment id, if it cannot be told from the notebook"
+    )
+    _add_course(p)
+    _add_timeouts(p)
+    p.set_defaults(run=_cmd_check)
+
+    p = commands.add_parser(
+        "demo",
+        help="build a demo class in demo/ and run release, grade, feedback, export",
+    )
+    p.add_argument("assignments", nargs="*")
+    p.add_argument("--dir", metavar="DIR", help="where to build it (default: demo/)")
+    p.add_argument("--workers", type=int, metavar="N")
+    p.set_defaults(run=_cmd_demo)
+
+    p = commands.add_parser(
+        "bench", help="time stock nbgrader autograde against grade on one class"
+    )
+    p.add_argument("assignments", nargs="*")
+    _add_course(p)
+    p.add_argument(
+        "--students", type=int, default=20, metavar="N", help="class size (20)"
+    )
+    p.add_argument("--workers", type=int, metavar="N")
+    p.add_argument("--keep", metavar="DIR", help="keep the two graded classes here")
+    p.set_defaults(run=_cmd_bench)
     return parser
 
 

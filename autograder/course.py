@@ -8,6 +8,7 @@ touched unless that is the point of the command.
 
 from __future__ import annotations
 
+import copy
 import os
 import shutil
 from dataclasses import dataclass
@@ -20,7 +21,13 @@ from traitlets.config.loader import PyFileConfigLoader
 from . import REPO_ROOT
 from .errors import AutograderError, SourceNotebookError
 
-__all__ = ["Course", "GradeCellScore", "list_assignments", "load_config"]
+__all__ = [
+    "Course",
+    "GradeCellScore",
+    "course_config",
+    "list_assignments",
+    "load_config",
+]
 
 
 def list_assignments(root: Path = REPO_ROOT) -> list[str]:
@@ -37,6 +44,22 @@ def load_config(course_root: Path) -> Config:
     config = loader.load_config()
     config.CourseDirectory.root = str(Path(course_root).resolve())
     return config
+
+
+def course_config(course_root: Path) -> Config:
+    """Load the configuration of the course at ``course_root``.
+
+    A course folder may carry its own ``nbgrader_config.py`` (a demo, a test
+    class, a benchmark copy); otherwise the repository's is used. Either way
+    ``CourseDirectory.root`` is set to ``course_root``.
+    """
+    course_root = Path(course_root).resolve()
+    own = course_root / "nbgrader_config.py"
+    if own.is_file() and course_root != REPO_ROOT:
+        config = PyFileConfigLoader(own.name, path=str(course_root)).load_config()
+        config.CourseDirectory.root = str(course_root)
+        return config
+    return load_config(course_root)
 
 
 def _ensure_tools_on_path() -> None:
@@ -63,15 +86,20 @@ class Course:
     Args:
         root: folder for the course (created if missing).
         assignments: assignment ids whose source is copied from the repository.
+        source_root: course root whose ``source/`` is copied instead of the
+            repository's (default: the repository).
+        config: nbgrader configuration to use instead of the repository's
+            (``CourseDirectory.root`` is set to ``root`` either way).
     """
 
-    def __init__(self, root: Path, assignments=None):
+    def __init__(self, root: Path, assignments=None, *, source_root=None, config=None):
         _ensure_tools_on_path()
         self.root = Path(root).resolve()
         self.root.mkdir(parents=True, exist_ok=True)
-        wanted = list(assignments) if assignments else list_assignments()
+        origin = Path(source_root) if source_root is not None else REPO_ROOT
+        wanted = list(assignments) if assignments else list_assignments(origin)
         for assignment in wanted:
-            src = REPO_ROOT / "source" / assignment
+            src = origin / "source" / assignment
             if not src.is_dir():
                 raise SourceNotebookError(f"no such assignment: {src}")
             dst = self.root / "source" / assignment
@@ -79,7 +107,11 @@ class Course:
                 shutil.copytree(
                     src, dst, ignore=shutil.ignore_patterns(*_IGNORED_FILES)
                 )
-        self.config = load_config(self.root)
+        if config is None:
+            self.config = load_config(self.root)
+        else:
+            self.config = copy.deepcopy(Config(config))
+            self.config.CourseDirectory.root = str(self.root)
         from nbgrader.apps import NbGraderAPI
         from nbgrader.coursedir import CourseDirectory
 

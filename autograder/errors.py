@@ -23,3 +23,15 @@ class SourceNotebookError(AutograderError):
     """A source notebook is missing, malformed or fails its own tests."""
 
     exit_code = 4
+
+
+class GradingIncomplete(AutograderError):
+    """Some submission got no definite outcome (the pipeline failed on it)."""
+
+    exit_code = 5
+
+
+class NotebookNotRecognised(AutograderError):
+    """``check`` cannot tell which assignment a notebook belongs to."""
+
+    exit_code = 6

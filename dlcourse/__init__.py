@@ -8,6 +8,8 @@ Every notebook imports from here instead of carrying its own copy:
 - ``dlcourse.checks``      the engine behind every visible check
 - ``dlcourse.testcases``   deterministic inputs for each exercise
 - ``dlcourse.plots``       cost curves, decision boundaries, image grids
+- ``dlcourse.images``      "try your own picture" and mislabeled-picture grids
+- ``dlcourse.envcheck``    the environment check of the start-here page
 - ``dlcourse.widgets``     computations behind the interactive companions
 """
 

@@ -33,9 +33,6 @@ from . import Case, CaseSet
 
 __all__ = ["ASSIGNMENT", "CASES", "check", "expected", "inputs"]
 
-# Older name of the shared CaseSet, kept for modules that import it from here.
-StepByStepCases = CaseSet
-
 ASSIGNMENT = "04_deep_network_step_by_step"
 
 #: Graded functions and the earlier graded functions they (usually) call.
