@@ -67,6 +67,8 @@ def _cmd_grade(args) -> None:
         cell_timeout=args.cell_timeout,
         notebook_timeout=args.notebook_timeout,
         fork_kernels=not args.no_fork,
+        sandbox=args.sandbox,
+        require_sandbox=args.require_sandbox,
         progress=not args.no_progress,
     )
     if not run.complete:
@@ -208,6 +210,18 @@ def build_parser() -> argparse.ArgumentParser:
         "--no-fork",
         action="store_true",
         help="start kernels the stock way instead of forking them (slower)",
+    )
+    p.add_argument(
+        "--sandbox",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="run student code under bubblewrap and verify every score outside "
+        "the student's process (default; --no-sandbox: trusted code only)",
+    )
+    p.add_argument(
+        "--require-sandbox",
+        action="store_true",
+        help="fail instead of grading unsandboxed where bubblewrap cannot run",
     )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(run=_cmd_grade)

@@ -2,7 +2,7 @@
 
 ``python -m autograder export [ASSIGNMENT...] [-o FILE]`` writes::
 
-    student,assignment,outcome,<grade id>...,total,max
+    student,assignment,outcome,<grade id>...,total,max,flags
 
 One file covers every assignment. A row has a value in the columns of its own
 assignment's graded cells and is empty in the others; a grade id that occurs in
@@ -49,6 +49,19 @@ def _cell_order(course_root: Path, assignment: str) -> list[str]:
 
 def _fmt(value) -> str:
     return "" if value is None else f"{float(value):g}"
+
+
+def _flags(record: dict | None) -> str:
+    """What an instructor must look at: disagreements, unsandboxed grading."""
+    if not record:
+        return ""
+    flags = []
+    for note in record.get("notes", []):
+        if "DISAGREEMENT" in note:
+            flags.append("disagreement " + note.split(":", 1)[0])
+        elif note.startswith("UNSANDBOXED"):
+            flags.append("unsandboxed")
+    return "; ".join(dict.fromkeys(flags))
 
 
 def export_rows(
@@ -99,7 +112,15 @@ def export_rows(
         for name in wanted
         for gid in ids[name]
     }
-    columns = ["student", "assignment", "outcome", *column.values(), "total", "max"]
+    columns = [
+        "student",
+        "assignment",
+        "outcome",
+        *column.values(),
+        "total",
+        "max",
+        "flags",
+    ]
     rows = []
     for (student, name), (scores, maxima) in sorted(
         table.items(), key=lambda kv: (kv[0][1], kv[0][0])
@@ -115,6 +136,7 @@ def export_rows(
         total = sum(float(v or 0) for v in (scores or {}).values())
         row["total"] = _fmt(total)
         row["max"] = _fmt(sum(maxima.values()))
+        row["flags"] = _flags(record)
         rows.append(row)
     return columns, rows
 

@@ -155,7 +155,15 @@ class GradeTask:
         template_dir: a folder made by :func:`prepare_template`; without it the
             task generates its own (slower, but then fully self-contained).
         fork_kernels: start kernels by forking the worker (fast) instead of
-            ``python -m ipykernel_launcher`` (stock).
+            ``python -m ipykernel_launcher`` (stock). Ignored when sandboxed.
+        sandbox: run the student's code under bubblewrap with resource limits
+            (:mod:`autograder.sandbox`) and decide each function's score outside
+            the student's process (:mod:`autograder.verify`).
+        require_sandbox: with ``sandbox``, fail instead of grading unsandboxed
+            where bubblewrap cannot run.
+        run_seed: mixed into the hidden inputs of the verified run (one per
+            grading run, see :func:`autograder.verify.choose_run_seed`); None
+            keeps the hidden tests' literal seeds.
     """
 
     assignment: str
@@ -166,6 +174,9 @@ class GradeTask:
     notebook_timeout: float = DEFAULT_NOTEBOOK_TIMEOUT
     template_dir: Path | None = None
     fork_kernels: bool = True
+    sandbox: bool = False
+    require_sandbox: bool = False
+    run_seed: int | None = None
 
 
 @dataclass
@@ -1043,6 +1054,57 @@ def _usage() -> dict[str, float]:
     return {"worker": round(own, 1), "kernel": round(kids, 1)}
 
 
+def _verified_scores(task: GradeTask, limits, scratch: Path, graded, autograded):
+    """Run the verified scoring of the assignment's notebook (see ``verify``)."""
+    from .sandbox import SandboxConfig
+    from .verify import verify_submission
+
+    name = f"{task.assignment}.ipynb"
+    if name not in graded:
+        return None
+    workdir = autograded if autograded.is_dir() else scratch / "verify-empty"
+    workdir.mkdir(parents=True, exist_ok=True)
+    return verify_submission(
+        Path(task.submission_dir) / name,
+        task.assignment,
+        sandbox_config=SandboxConfig(
+            limits=limits,
+            scratch_dir=str(scratch / "verify"),
+            require_sandbox=task.require_sandbox,
+        ),
+        source_root=task.course_root,
+        workdir=workdir,
+        run_seed=task.run_seed,
+    )
+
+
+def _reconciled(
+    scores: dict, verification, *, notebook_ran: bool = True
+) -> tuple[dict, list[str]]:
+    """Scores where the verified run counts, and notes for every disagreement.
+
+    Args:
+        scores: ``{grade_id: (score, max)}`` from the notebook run (or zeros).
+        verification: the result of :func:`autograder.verify.verify_submission`.
+        notebook_ran: False when the notebook run gave no score (kernel died).
+    """
+    from .verify import reconcile
+
+    nbgrader = {gid: s for gid, (s, _) in scores.items()} if notebook_ran else {}
+    final = reconcile(nbgrader, verification)
+    merged = dict(scores)
+    notes = []
+    for gid, decided in final.items():
+        if gid in scores or decided.verified is not None:
+            full = scores[gid][1] if gid in scores else decided.max_points
+            merged[gid] = (decided.score, full)
+        if decided.disagree:
+            notes.append(f"{gid}: {decided.note}")
+    if getattr(verification, "sandboxed", None) is False:
+        notes.append("UNSANDBOXED: the student's code ran without bubblewrap")
+    return merged, notes
+
+
 def grade_submission(task: GradeTask, scratch_dir: Path) -> GradeResult:
     """Grade one submission with nbgrader; write only inside ``scratch_dir``.
 
@@ -1089,7 +1151,20 @@ def grade_submission(task: GradeTask, scratch_dir: Path) -> GradeResult:
     config.Execute.on_notebook_start = _record_kernel_ready
     # Outputs are complete once the last cell has run: no graceful shutdown poll.
     config.Execute.shutdown_kernel = "immediate"
-    if task.fork_kernels:
+    limits = None
+    if task.sandbox:
+        from .sandbox import SandboxLimits, sandbox_config_for
+
+        limits = SandboxLimits(
+            cell_timeout=int(task.cell_timeout or config.Execute.timeout),
+            notebook_timeout=int(task.notebook_timeout),
+        )
+        config.merge(
+            sandbox_config_for(
+                scratch / "sandbox", limits, require_sandbox=task.require_sandbox
+            )
+        )
+    elif task.fork_kernels:
         config.Execute.kernel_manager_class = _forking_kernel_manager()
         baseline = _interpreter_baseline()
         for _ in inspection.graded:
@@ -1113,8 +1188,23 @@ def grade_submission(task: GradeTask, scratch_dir: Path) -> GradeResult:
     (scratch / "nbgrader.log").write_text(log)
     autograded = root / "autograded" / task.student / task.assignment
 
+    verified = (
+        _verified_scores(task, limits, scratch, inspection.graded, autograded)
+        if task.sandbox
+        else None
+    )
+
     if not outcome["success"]:
         if "Kernel died" in log or "DeadKernelError" in log:
+            if verified is not None:
+                scores, notes = _reconciled(zero, verified, notebook_ran=False)
+                inspection.notes.extend(notes)
+                return result(
+                    KERNEL_DIED,
+                    f"the kernel died {_where(progress)}; the scores are the "
+                    "verified ones (each function run on its own in the sandbox)",
+                    scores,
+                )
             return result(
                 KERNEL_DIED,
                 f"the kernel died {_where(progress)} (os._exit, a crash or out of "
@@ -1130,6 +1220,9 @@ def grade_submission(task: GradeTask, scratch_dir: Path) -> GradeResult:
         return result(ERROR, "nbgrader failed: " + " | ".join(lines[-3:]))
 
     scores, comments, timestamp, late = _read_gradebook(root, info, task)
+    if verified is not None:
+        scores, notes = _reconciled(scores, verified)
+        inspection.notes.extend(notes)
     extra = {
         "comments": comments,
         "timestamp": timestamp,
@@ -1576,6 +1669,8 @@ def grade_course(
     cell_timeout: int | None = None,
     notebook_timeout: float | None = None,
     fork_kernels: bool = True,
+    sandbox: bool = False,
+    require_sandbox: bool = False,
     progress: bool = True,
     log: Callable[[str], None] = print,
 ) -> GradeRun:
@@ -1590,6 +1685,8 @@ def grade_course(
             ``Execute.timeout``).
         notebook_timeout: wall-clock limit per notebook in seconds.
         fork_kernels: fork kernels from the worker (see the module docstring).
+        sandbox: grade under bubblewrap with verified scores (see GradeTask).
+        require_sandbox: fail where bubblewrap cannot run.
         progress: show a progress bar on stderr.
         log: where the summary goes.
 
@@ -1629,6 +1726,22 @@ def grade_course(
             course_root, sorted({a for a, _, _ in found}), run_dir, workers
         )
         lap("templates")
+        run_seeds = {}
+        if sandbox:
+            from .sandbox import SandboxConfig, sandbox_status
+
+            available, why = sandbox_status(SandboxConfig())
+            if not available:
+                if require_sandbox:
+                    raise UsageError(f"--require-sandbox: {why}")
+                log(f"WARNING: UNSANDBOXED GRADING: {why}")
+            from .verify import choose_run_seed
+
+            for assignment in sorted({a for a, _, _ in found}):
+                run_seeds[assignment] = choose_run_seed(
+                    assignment, source_root=course_root
+                )
+            log(f"verified run seeds: {run_seeds}")
         tasks = []
         for index, (assignment, student, folder) in enumerate(found):
             task = GradeTask(
@@ -1640,6 +1753,9 @@ def grade_course(
                 notebook_timeout,
                 templates[assignment],
                 fork_kernels,
+                sandbox,
+                require_sandbox,
+                run_seeds.get(assignment),
             )
             tasks.append((index, task))
         n_notebooks = {

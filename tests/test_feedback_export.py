@@ -164,6 +164,7 @@ def test_export_has_one_row_per_student_and_a_column_per_function(course, capsys
         "test_relu",
         "total",
         "max",
+        "flags",
     ]
     by = {r["student"]: r for r in rows}
     assert set(by) == set(CLASS)

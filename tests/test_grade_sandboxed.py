@@ -1,0 +1,125 @@
+"""`autograder grade` on a real assignment: sandboxed kernels, verified scores.
+
+A small class for assignment 04 is graded through the CLI with the default
+settings (bubblewrap sandbox, scores verified outside the student's process):
+the reference earns full marks, a typical mistake loses its own points, and a
+student who monkeypatches numpy's comparisons so that every visible check passes
+earns nothing for the broken function, with the disagreement flagged in the
+export. A cell that tries to read the solutions finds nothing to read.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import shutil
+import sys
+from pathlib import Path
+
+import nbformat
+import pytest
+from conftest import apply_mistake, load_mistakes, source_notebook
+
+from autograder import REPO_ROOT
+from autograder.cli import main
+
+pytestmark = pytest.mark.slow
+
+ASSIGNMENT = "04_deep_network_step_by_step"
+NAME = f"{ASSIGNMENT}.ipynb"
+
+CHEAT = (
+    "import numpy as np\n"
+    "np.allclose = lambda *a, **k: True\n"
+    "np.isclose = lambda a, b, **k: np.ones(np.broadcast(a, b).shape, bool)\n"
+)
+SNOOP = (
+    "import pathlib\n"
+    "hits = [str(p) for p in pathlib.Path('/').glob('**/source/04_*/*.ipynb')]\n"
+    "print('FOUND', hits)\n"
+)
+
+
+def _with_cell(nb, code):
+    nb = nbformat.from_dict(nbformat.from_dict(nb))
+    nb.cells.insert(3, nbformat.v4.new_code_cell(code))
+    return nb
+
+
+@pytest.fixture(scope="module")
+def graded_class(tmp_path_factory):
+    if shutil.which("bwrap") is None:
+        pytest.fail("bubblewrap is not installed: run ./course setup (as root)")
+    course = tmp_path_factory.mktemp("sandboxed-class")
+    for folder in ("source", "release"):
+        shutil.copytree(REPO_ROOT / folder / ASSIGNMENT, course / folder / ASSIGNMENT)
+    shutil.copy(REPO_ROOT / "nbgrader_config.py", course)
+    source = nbformat.read(str(source_notebook(ASSIGNMENT)), as_version=4)
+    mistake = next(
+        m for m in load_mistakes(ASSIGNMENT) if m["name"] == "missing-1-over-m-in-dW"
+    )
+    students = {
+        "reference": source,
+        "mistake": apply_mistake(source, mistake),
+        "cheat-allclose": _with_cell(apply_mistake(source, mistake), CHEAT),
+        "snoop-solutions": _with_cell(source, SNOOP),
+    }
+    for student, nb in students.items():
+        folder = course / "submitted" / student / ASSIGNMENT
+        folder.mkdir(parents=True)
+        nbformat.write(nb, str(folder / NAME))
+    code = main(["grade", "--course", str(course), "--no-progress"])
+    return course, code
+
+
+def _export(course, capsys):
+    capsys.readouterr()
+    assert main(["export", "--course", str(course)]) == 0
+    return {
+        r["student"]: r for r in csv.DictReader(io.StringIO(capsys.readouterr().out))
+    }
+
+
+def test_grading_completes(graded_class):
+    _, code = graded_class
+    assert code == 0
+
+
+def test_verified_scores_and_flags(graded_class, capsys):
+    course, _ = graded_class
+    rows = _export(course, capsys)
+    assert rows["reference"]["total"] == "100" and rows["reference"]["flags"] == ""
+    assert rows["mistake"]["total"] == "90"
+    assert rows["mistake"]["test_linear_backward"] == "0"
+    cheat = rows["cheat-allclose"]
+    assert cheat["test_linear_backward"] == "0", "monkeypatched checks earned points"
+    assert cheat["total"] == "90"
+    assert "disagreement test_linear_backward" in cheat["flags"]
+    assert "unsandboxed" not in "".join(r["flags"] for r in rows.values())
+
+
+def test_student_code_cannot_see_the_solutions(graded_class):
+    course, _ = graded_class
+    nb = nbformat.read(
+        str(course / "autograded" / "snoop-solutions" / ASSIGNMENT / NAME),
+        as_version=4,
+    )
+    printed = "".join(
+        o.get("text", "") for o in nb.cells[3].get("outputs", []) if "text" in o
+    )
+    assert "FOUND []" in printed, printed
+
+
+def test_require_sandbox_fails_clearly_without_bubblewrap(tmp_path, monkeypatch):
+    course = tmp_path / "course"
+    shutil.copytree(REPO_ROOT / "source" / ASSIGNMENT, course / "source" / ASSIGNMENT)
+    shutil.copy(REPO_ROOT / "nbgrader_config.py", course)
+    folder = course / "submitted" / "someone" / ASSIGNMENT
+    folder.mkdir(parents=True)
+    shutil.copy(source_notebook(ASSIGNMENT), folder / NAME)
+    # Only this interpreter's folder on PATH: no bwrap to be found.
+    monkeypatch.setenv("PATH", str(Path(sys.executable).parent))
+    assert (
+        main(["grade", "--course", str(course), "--require-sandbox", "--no-progress"])
+        == 2
+    )
