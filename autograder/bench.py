@@ -186,9 +186,9 @@ def run_bench(
             course_root=course_root,
             mistakes_dir=mistakes_dir,
         )
-        stock, ours = base / "stock", base / "ours"
-        shutil.copytree(base / "class", stock)
-        shutil.copytree(base / "class", ours)
+        stock, ours, boxed = base / "stock", base / "ours", base / "sandboxed"
+        for copy in (stock, ours, boxed):
+            shutil.copytree(base / "class", copy)
 
         log(f"stock: nbgrader autograde, sequential, {n_notebooks} notebooks ...")
         stock_wall, stock_use = 0.0, {"cpu": 0.0, "maxrss_mb": 0.0}
@@ -200,16 +200,23 @@ def run_bench(
             stock_use["cpu"] += use["cpu"]
             stock_use["maxrss_mb"] = max(stock_use["maxrss_mb"], use["maxrss_mb"])
 
-        log(f"grade: python -m autograder grade --workers {workers} ...")
-        cmd = [sys.executable, "-m", "autograder", "grade", *wanted, "--course"]
-        cmd += [str(ours), "--workers", str(workers), "--no-progress"]
-        ours_wall, ours_use, out = _measured(cmd, REPO_ROOT, env)
+        def ours_run(course: Path, *extra: str):
+            cmd = [sys.executable, "-m", "autograder", "grade", *wanted, "--course"]
+            cmd += [str(course), "--workers", str(workers), "--no-progress", *extra]
+            return _measured(cmd, REPO_ROOT, env)
+
+        log(f"grade --no-sandbox: --workers {workers} (trusted code, forked kernels)")
+        ours_wall, ours_use, out = ours_run(ours, "--no-sandbox")
+        log(f"grade (sandboxed, verified scores): --workers {workers} ...")
+        boxed_wall, boxed_use, _ = ours_run(boxed)
         records = json.loads((ours / OUTCOMES_FILE).read_text())
         phases = re.search(r"^time: (.*)$", out, re.M)
 
-        a, b = _scores(stock), _scores(ours)
+        a, b, c = _scores(stock), _scores(ours), _scores(boxed)
         identical = a == b and len(a) > 0
         differing = sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
+        boxed_identical = a == c and len(a) > 0
+        boxed_differing = sorted(k for k in set(a) | set(c) if a.get(k) != c.get(k))
         worker_mb = max(r["peak_rss_mb"].get("worker", 0) for r in records)
         kernel_mb = max(r["peak_rss_mb"].get("kernel", 0) for r in records)
         figures = {
@@ -219,16 +226,22 @@ def run_bench(
             "workers": workers,
             "stock_wall_s": round(stock_wall, 2),
             "grade_wall_s": round(ours_wall, 2),
+            "sandboxed_wall_s": round(boxed_wall, 2),
             "speedup": round(stock_wall / ours_wall, 2),
+            "sandboxed_speedup": round(stock_wall / boxed_wall, 2),
             "stock_s_per_notebook": round(stock_wall / n_notebooks, 3),
             "grade_s_per_notebook": round(ours_wall / n_notebooks, 3),
+            "sandboxed_s_per_notebook": round(boxed_wall / n_notebooks, 3),
             "stock_cpu_s": round(stock_use["cpu"], 1),
             "grade_cpu_s": round(ours_use["cpu"], 1),
+            "sandboxed_cpu_s": round(boxed_use["cpu"], 1),
             "stock_peak_mb": round(stock_use["maxrss_mb"], 1),
             "grade_worker_peak_mb": worker_mb,
             "grade_kernel_peak_mb": kernel_mb,
             "identical_scores": identical,
+            "sandboxed_identical_scores": boxed_identical,
             "differing": [list(k) for k in differing[:10]],
+            "sandboxed_differing": [list(k) for k in boxed_differing[:10]],
         }
         log("")
         log(
@@ -236,24 +249,34 @@ def run_bench(
             f"{n_notebooks} notebooks; {workers} workers on {os.cpu_count()} CPUs"
         )
         log(
-            f"stock nbgrader autograde: {stock_wall:7.1f} s  "
+            f"stock nbgrader autograde:     {stock_wall:7.1f} s  "
             f"({figures['stock_s_per_notebook']:.2f} s/notebook, "
             f"CPU {figures['stock_cpu_s']} s, peak {figures['stock_peak_mb']} MB)"
         )
         log(
-            f"autograder grade:         {ours_wall:7.1f} s  "
+            f"autograder grade --no-sandbox: {ours_wall:6.1f} s  "
             f"({figures['grade_s_per_notebook']:.2f} s/notebook, "
-            f"CPU {figures['grade_cpu_s']} s)"
+            f"CPU {figures['grade_cpu_s']} s)  speed-up {figures['speedup']:.2f}x"
         )
-        log(f"speed-up: {figures['speedup']:.2f}x")
+        log(
+            f"autograder grade (sandboxed):  {boxed_wall:6.1f} s  "
+            f"({figures['sandboxed_s_per_notebook']:.2f} s/notebook, "
+            f"CPU {figures['sandboxed_cpu_s']} s)  "
+            f"speed-up {figures['sandboxed_speedup']:.2f}x; sandbox cost "
+            f"{(boxed_wall - ours_wall) / n_notebooks:+.2f} s/notebook"
+        )
         log(
             f"peak memory per worker: {worker_mb} MB (RSS, shared pages included); "
             f"per kernel: {kernel_mb} MB"
         )
-        log(
-            "scores identical: "
-            + ("yes" if identical else f"NO ({len(differing)} differ: {differing[:5]})")
-        )
+        for label, same, diff in (
+            ("--no-sandbox", identical, differing),
+            ("sandboxed", boxed_identical, boxed_differing),
+        ):
+            log(
+                f"scores identical to stock ({label}): "
+                + ("yes" if same else f"NO ({len(diff)} differ: {diff[:5]})")
+            )
         log("where grade spends its time:")
         for line in _where_time_goes(records, phases.group(1) if phases else "?"):
             log(line)

@@ -107,6 +107,7 @@ def build_demo(
     mistakes_dir: Path = MISTAKES_DIR,
     workers: int | None = None,
     cell_timeout: int | None = None,
+    sandbox: bool = True,
     progress: bool = True,
     log: Callable[[str], None] = print,
 ) -> Path:
@@ -154,6 +155,7 @@ def build_demo(
         wanted,
         workers=workers,
         cell_timeout=cell_timeout,
+        sandbox=sandbox,
         progress=progress,
         log=log,
     )

@@ -666,7 +666,11 @@ class Launch:
         else:
             args += ["--unshare-user", "--disable-userns"]
         args += ["--proc", "/proc", "--dev", "/dev"]
-        made: set[str] = {"/", "/proc", "/dev"}
+        # The private /tmp comes first: the Python environment, the data or the
+        # scratch folder may live under the host's /tmp, and bwrap applies mounts
+        # in order, so those binds must land on top of it, not under it.
+        args += ["--perms", "01777", "--size", str(lim.tmp_size), "--tmpfs", "/tmp"]
+        made: set[str] = {"/", "/proc", "/dev", "/tmp"}
 
         def parents(path: str) -> list[str]:
             out = []
@@ -703,8 +707,6 @@ class Launch:
         args += ro(f"{support}/stubs", f"{SANDBOX_SUPPORT}/stubs")
         args += ro(str(_LIMITS_SCRIPT), f"{SANDBOX_SUPPORT}/sandbox_limits.py")
         args += ro(str(_RUNNER_SCRIPT), f"{SANDBOX_SUPPORT}/sandbox_runner.py")
-        args += ["--perms", "01777", "--size", str(lim.tmp_size), "--tmpfs", "/tmp"]
-        made.add("/tmp")
         # IPython's startup file caps each cell's output inside the kernel.
         startup = "/tmp/ipython/profile_default/startup"
         for folder in ("/tmp/ipython", "/tmp/ipython/profile_default", startup):
