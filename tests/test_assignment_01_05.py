@@ -23,16 +23,22 @@ import io
 import json
 import os
 import re
-import sys
 from pathlib import Path
 
 import matplotlib
 
 matplotlib.use("Agg")
 
-import nbformat  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
+from notebook_sim import (
+    grade_id,
+    is_solution,
+    notebook,
+    notebook_namespace,
+    points,
+    run_test_cells,
+)
 
 from autograder.expected import case_sets, write_expected  # noqa: E402
 from autograder.hidden import HiddenTestFailure  # noqa: E402
@@ -115,78 +121,13 @@ def real_data():
     return load_cat_dataset()
 
 
-def _notebook(assignment: str):
-    return nbformat.read(str(source_notebook_path(assignment)), as_version=4)
-
-
-def _grade_id(cell) -> str | None:
-    return cell.metadata.get("nbgrader", {}).get("grade_id")
-
-
-def _is_solution(cell) -> bool:
-    meta = cell.metadata.get("nbgrader", {})
-    return bool(meta.get("solution")) and not meta.get("grade")
-
-
-def _apply(source: str, replace) -> str:
-    for old, new in replace:
-        assert source.count(old) == 1, f"{old!r} occurs {source.count(old)} times"
-        source = source.replace(old, new)
-    return source
-
-
-@contextlib.contextmanager
-def _importable(folder: Path):
-    """Make the modules beside a notebook importable, as the kernel's cwd does."""
-    sys.path.insert(0, str(folder))
-    try:
-        yield
-    finally:
-        sys.path.remove(str(folder))
-
-
-def notebook_namespace(assignment: str, *, cell=None, replace=()) -> dict:
-    """Run the setup and solution cells like a kernel would, one cell changed."""
-    namespace = {"__name__": "__main__"}
-    with _importable(source_notebook_path(assignment).parent):
-        for nb_cell in _notebook(assignment).cells:
-            if nb_cell.cell_type != "code":
-                continue
-            tags = nb_cell.metadata.get("tags", [])
-            if not ("setup" in tags or _is_solution(nb_cell)):
-                continue
-            source = nb_cell.source
-            if cell is not None and _grade_id(nb_cell) == cell:
-                source = _apply(source, replace)
-            code = compile(source, f"{assignment}:{_grade_id(nb_cell)}", "exec")
-            exec(code, namespace)  # noqa: S102 - our own source notebook
-    return namespace
-
-
-def run_test_cells(assignment: str, namespace: dict) -> dict[str, str]:
-    """Run every test cell's visible check and hidden test; return the failures."""
-    failures = {}
-    for name in GRADED[assignment]:
-        out = io.StringIO()
-        try:
-            with contextlib.redirect_stdout(out):
-                namespace["tc"].check(name, namespace[name])
-                HIDDEN[assignment].grade(name, namespace)
-        except Exception as exc:  # noqa: BLE001 - any error fails the test cell
-            failures[f"test_{name}"] = f"{out.getvalue()}{type(exc).__name__}: {exc}"
-    return failures
-
-
 def _mistakes(assignment: str) -> list[dict]:
     return json.loads((MISTAKES_DIR / f"{assignment}.json").read_text("utf-8"))
 
 
-def _points(assignment: str) -> dict[str, float]:
-    return {
-        _grade_id(cell): cell.metadata["nbgrader"]["points"]
-        for cell in _notebook(assignment).cells
-        if cell.metadata.get("nbgrader", {}).get("grade")
-    }
+def run_test_cells_for(assignment: str, namespace: dict) -> dict[str, str]:
+    """Run every test cell of ``assignment`` in ``namespace``; return failures."""
+    return run_test_cells(namespace, GRADED[assignment], HIDDEN[assignment])
 
 
 def _load_helpers():
@@ -209,10 +150,10 @@ def helpers():
 @pytest.mark.parametrize("assignment", ASSIGNMENTS)
 def test_source_notebook_is_clean_and_its_graded_cells_total_100(assignment):
     assert hygiene_problems(source_notebook_path(assignment)) == []
-    points = _points(assignment)
-    assert sorted(points) == sorted(f"test_{name}" for name in GRADED[assignment])
-    assert sum(points.values()) == 100
-    solutions = [_grade_id(c) for c in _notebook(assignment).cells if _is_solution(c)]
+    cell_points = points(assignment)
+    assert sorted(cell_points) == sorted(f"test_{name}" for name in GRADED[assignment])
+    assert sum(cell_points.values()) == 100
+    solutions = [grade_id(c) for c in notebook(assignment).cells if is_solution(c)]
     assert solutions == GRADED[assignment], "one solution cell per graded function"
 
 
@@ -235,7 +176,7 @@ def test_committed_expected_outputs_match_the_reference(assignment):
 
 @pytest.mark.parametrize("assignment", ASSIGNMENTS)
 def test_reference_passes_every_visible_check_and_hidden_test(assignment, real_data):
-    assert run_test_cells(assignment, notebook_namespace(assignment)) == {}
+    assert run_test_cells_for(assignment, notebook_namespace(assignment)) == {}
 
 
 @pytest.mark.parametrize(
@@ -267,7 +208,7 @@ def test_typical_mistake_fails_exactly_the_cells_it_lists(
     namespace = notebook_namespace(
         assignment, cell=mistake["cell"], replace=mistake["replace"]
     )
-    failures = run_test_cells(assignment, namespace)
+    failures = run_test_cells_for(assignment, namespace)
     assert sorted(failures) == sorted(mistake["breaks"])
     assert mistake["message"] in failures[mistake["breaks"][0]]
 
@@ -495,7 +436,7 @@ PERCENT = re.compile(r"(\d+(?:\.\d+)?) %")
 def _execute(assignment: str, *, grading: bool):
     from nbclient import NotebookClient
 
-    nb = copy.deepcopy(_notebook(assignment))
+    nb = copy.deepcopy(notebook(assignment))
     saved = os.environ.get("NBGRADER_EXECUTION")
     if grading:
         os.environ["NBGRADER_EXECUTION"] = "autograde"
