@@ -69,6 +69,7 @@ def _cmd_grade(args) -> None:
         fork_kernels=not args.no_fork,
         sandbox=args.sandbox,
         require_sandbox=args.require_sandbox,
+        sandbox_limits=dict(args.limit),
         progress=not args.no_progress,
     )
     if not run.complete:
@@ -156,6 +157,24 @@ def _add_timeouts(p: argparse.ArgumentParser) -> None:
     )
 
 
+_UNITS = {"K": 1024, "M": 1024**2, "G": 1024**3}
+
+
+def _limit(text: str) -> tuple[str, int]:
+    """Parse ``NAME=VALUE`` (VALUE an integer, optionally with K, M or G)."""
+    name, sep, value = text.partition("=")
+    if not sep or not name or not value:
+        raise argparse.ArgumentTypeError(f"expected NAME=VALUE, got {text!r}")
+    scale = _UNITS.get(value[-1].upper(), 1)
+    digits = value[:-1] if scale != 1 else value
+    if not digits.isdigit():
+        raise argparse.ArgumentTypeError(
+            f"{name}: expected a whole number (optionally with K, M or G), "
+            f"got {value!r}"
+        )
+    return name.strip(), int(digits) * scale
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="autograder",
@@ -222,6 +241,15 @@ def build_parser() -> argparse.ArgumentParser:
         "--require-sandbox",
         action="store_true",
         help="fail instead of grading unsandboxed where bubblewrap cannot run",
+    )
+    p.add_argument(
+        "--limit",
+        metavar="NAME=VALUE",
+        action="append",
+        type=_limit,
+        default=[],
+        help="override a sandbox limit, e.g. memory=2G, processes=128, "
+        "file_size=64M, open_files=128, cpu_seconds=600 (repeatable)",
     )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(run=_cmd_grade)

@@ -80,7 +80,7 @@ import traceback
 import uuid
 import warnings
 from collections import deque
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -164,6 +164,8 @@ class GradeTask:
         run_seed: mixed into the hidden inputs of the verified run (one per
             grading run, see :func:`autograder.verify.choose_run_seed`); None
             keeps the hidden tests' literal seeds.
+        sandbox_limits: ``(name, value)`` pairs overriding the defaults of
+            :class:`autograder.sandbox.SandboxLimits` (memory, processes …).
     """
 
     assignment: str
@@ -177,6 +179,7 @@ class GradeTask:
     sandbox: bool = False
     require_sandbox: bool = False
     run_seed: int | None = None
+    sandbox_limits: tuple[tuple[str, int], ...] = ()
 
 
 @dataclass
@@ -1155,9 +1158,12 @@ def grade_submission(task: GradeTask, scratch_dir: Path) -> GradeResult:
     if task.sandbox:
         from .sandbox import SandboxLimits, sandbox_config_for
 
-        limits = SandboxLimits(
-            cell_timeout=int(task.cell_timeout or config.Execute.timeout),
-            notebook_timeout=int(task.notebook_timeout),
+        limits = SandboxLimits.from_dict(
+            {
+                **dict(task.sandbox_limits),
+                "cell_timeout": int(task.cell_timeout or config.Execute.timeout),
+                "notebook_timeout": int(task.notebook_timeout),
+            }
         )
         config.merge(
             sandbox_config_for(
@@ -1195,6 +1201,14 @@ def grade_submission(task: GradeTask, scratch_dir: Path) -> GradeResult:
     )
 
     if not outcome["success"]:
+        if "Kernel didn't respond" in log and not progress.exists():
+            # Never got as far as the first cell: the kernel could not start
+            # (e.g. a memory limit below what Python and numpy need).
+            return result(
+                KERNEL_DIED,
+                "the kernel did not start (a sandbox limit too low for Python and "
+                "numpy, or a crash at start-up); nothing could be graded",
+            )
         if "Kernel died" in log or "DeadKernelError" in log:
             if verified is not None:
                 scores, notes = _reconciled(zero, verified, notebook_ran=False)
@@ -1671,6 +1685,7 @@ def grade_course(
     fork_kernels: bool = True,
     sandbox: bool = False,
     require_sandbox: bool = False,
+    sandbox_limits: Mapping[str, int] | None = None,
     progress: bool = True,
     log: Callable[[str], None] = print,
 ) -> GradeRun:
@@ -1687,6 +1702,7 @@ def grade_course(
         fork_kernels: fork kernels from the worker (see the module docstring).
         sandbox: grade under bubblewrap with verified scores (see GradeTask).
         require_sandbox: fail where bubblewrap cannot run.
+        sandbox_limits: overrides of the sandbox's resource limits, by name.
         progress: show a progress bar on stderr.
         log: where the summary goes.
 
@@ -1701,6 +1717,14 @@ def grade_course(
     ):
         if value is not None and value <= 0:
             raise UsageError(f"the {name} must be positive, got {value}")
+    limits = tuple(sorted((sandbox_limits or {}).items()))
+    if limits:
+        from .sandbox import SandboxLimits
+
+        try:
+            SandboxLimits.from_dict(dict(limits))
+        except ValueError as error:
+            raise UsageError(str(error)) from None
     course_root = Path(course_root).resolve()
     found = discover_submissions(course_root, assignments, students)
     if not found:
@@ -1756,6 +1780,7 @@ def grade_course(
                 sandbox,
                 require_sandbox,
                 run_seeds.get(assignment),
+                limits,
             )
             tasks.append((index, task))
         n_notebooks = {

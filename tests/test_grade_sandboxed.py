@@ -123,3 +123,40 @@ def test_require_sandbox_fails_clearly_without_bubblewrap(tmp_path, monkeypatch)
         main(["grade", "--course", str(course), "--require-sandbox", "--no-progress"])
         == 2
     )
+
+
+@pytest.mark.parametrize(
+    ("option", "message"),
+    [
+        ("memory", "expected NAME=VALUE"),
+        ("memory=lots", "expected a whole number"),
+        ("nosuch=1", "unknown sandbox limit"),
+    ],
+)
+def test_bad_limit_options_are_usage_errors(option, message, tmp_path, capsys):
+    course = tmp_path / "course"
+    shutil.copytree(REPO_ROOT / "source" / ASSIGNMENT, course / "source" / ASSIGNMENT)
+    folder = course / "submitted" / "someone" / ASSIGNMENT
+    folder.mkdir(parents=True)
+    shutil.copy(source_notebook(ASSIGNMENT), folder / NAME)
+    try:
+        code = main(["grade", "--course", str(course), "--limit", option])
+    except SystemExit as exit_:  # argparse rejects malformed values itself
+        code = exit_.code
+    assert code == 2
+    assert message in capsys.readouterr().err
+
+
+def test_a_memory_limit_given_on_the_command_line_is_enforced(tmp_path, capsys):
+    """A 64 MiB address-space limit cannot even start a numpy kernel: the
+    submission gets a definite, zero-score outcome instead of being graded."""
+    course = tmp_path / "course"
+    for folder in ("source", "release"):
+        shutil.copytree(REPO_ROOT / folder / ASSIGNMENT, course / folder / ASSIGNMENT)
+    shutil.copy(REPO_ROOT / "nbgrader_config.py", course)
+    folder = course / "submitted" / "someone" / ASSIGNMENT
+    folder.mkdir(parents=True)
+    shutil.copy(source_notebook(ASSIGNMENT), folder / NAME)
+    main(["grade", "--course", str(course), "--no-progress", "--limit", "memory=64M"])
+    rows = _export(course, capsys)
+    assert rows["someone"]["total"] == "0"
