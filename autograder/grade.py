@@ -1044,6 +1044,35 @@ def _timed_out_cells(autograded: Path, names: Iterable[str]) -> list[str]:
     return labels
 
 
+def _unchecked_cells(autograded: Path, name: str) -> set[str]:
+    """Test cells of ``name`` whose visible check skipped its function.
+
+    A check skips a function that calls an earlier exercise failing its own
+    check (``dlcourse.testcases.NOT_CHECKED``): in the notebook run such a cell
+    passes without having tested anything.
+    """
+    from dlcourse.testcases import NOT_CHECKED
+
+    path = autograded / name
+    if not path.is_file():
+        return set()
+    try:
+        nb = nbformat.read(str(path), as_version=4)
+    except Exception:  # noqa: BLE001 - unreadable: nothing known to be skipped
+        return set()
+    skipped = set()
+    for cell in nb.cells:
+        gid = cell.metadata.get("nbgrader", {}).get("grade_id")
+        printed = "".join(
+            output.get("text", "")
+            for output in cell.get("outputs", [])
+            if output.get("output_type") == "stream"
+        )
+        if gid and NOT_CHECKED in printed:
+            skipped.add(gid)
+    return skipped
+
+
 def _combine(problems: list[tuple[str, str]]) -> tuple[str, str]:
     outcome = problems[0][0]
     return outcome, "; ".join(reason for _, reason in problems)
@@ -1082,7 +1111,7 @@ def _verified_scores(task: GradeTask, limits, scratch: Path, graded, autograded)
 
 
 def _reconciled(
-    scores: dict, verification, *, notebook_ran: bool = True
+    scores: dict, verification, *, notebook_ran: bool = True, unchecked=()
 ) -> tuple[dict, list[str]]:
     """Scores where the verified run counts, and notes for every disagreement.
 
@@ -1090,11 +1119,13 @@ def _reconciled(
         scores: ``{grade_id: (score, max)}`` from the notebook run (or zeros).
         verification: the result of :func:`autograder.verify.verify_submission`.
         notebook_ran: False when the notebook run gave no score (kernel died).
+        unchecked: cells whose visible check skipped its function in the
+            notebook run (see :func:`_unchecked_cells`): not flagged.
     """
     from .verify import reconcile
 
     nbgrader = {gid: s for gid, (s, _) in scores.items()} if notebook_ran else {}
-    final = reconcile(nbgrader, verification)
+    final = reconcile(nbgrader, verification, unchecked)
     merged = dict(scores)
     notes = []
     for gid, decided in final.items():
@@ -1235,7 +1266,8 @@ def grade_submission(task: GradeTask, scratch_dir: Path) -> GradeResult:
 
     scores, comments, timestamp, late = _read_gradebook(root, info, task)
     if verified is not None:
-        scores, notes = _reconciled(scores, verified)
+        unchecked = _unchecked_cells(autograded, f"{task.assignment}.ipynb")
+        scores, notes = _reconciled(scores, verified, unchecked=unchecked)
         inspection.notes.extend(notes)
     extra = {
         "comments": comments,

@@ -17,6 +17,12 @@ within 1.5 x that floor. For context it also times the same products at the
 network's own (skinny) shapes. This is a measurement, not a test: it never fails,
 and on a machine shared with other work its figures vary from run to run.
 
+A third run is a study, not something shipped: the same helpers with the
+first layer's two products in float32 (pictures stored as float32). It halves
+the bytes read from the 20 MB input and so is the one change that beats the
+float64 floor; the run prints what it does to the course's results, which is
+why the shipped helpers stay float64.
+
 Usage::
 
     DLCOURSE_DATA=/path/to/datasets python benchmarks/bench_deep_application.py
@@ -65,6 +71,38 @@ def train_shipped(h, X, Y, iterations: int) -> tuple[dict, float]:
         grads = h.L_model_backward(AL, Y, caches)
         parameters = h.update_parameters(parameters, grads, LEARNING_RATE)
     return parameters, cost
+
+
+def float32_first_layer(h):
+    """Return a copy of the helpers whose products with a float32 input run in float32.
+
+    Only the first layer sees the float32 pictures; its gradients come back in
+    float64, so parameters and later layers stay float64.
+    """
+    study = load_helpers()
+    forward, backward = h.linear_forward, h.linear_backward
+
+    def linear_forward(A_prev, W, b):
+        if A_prev.dtype == np.float32:
+            W = W.astype(np.float32)
+        return forward(A_prev, W, b)
+
+    def linear_backward(dZ, cache, *, need_dA_prev: bool = True):
+        if cache[0].dtype != np.float32:
+            return backward(dZ, cache, need_dA_prev=need_dA_prev)
+        dA_prev, dW, db = backward(
+            dZ.astype(np.float32), cache, need_dA_prev=need_dA_prev
+        )
+        return dA_prev, dW.astype(np.float64), db.astype(np.float64)
+
+    study.linear_forward, study.linear_backward = linear_forward, linear_backward
+    return study
+
+
+def accuracy(h, parameters: dict, X, Y) -> float:
+    """Fraction of pictures the network labels correctly."""
+    AL, _ = h.L_model_forward(X, parameters)
+    return float(np.mean((AL > 0.5) == Y))
 
 
 def train_classic(X, Y, iterations: int) -> tuple[dict, float]:
@@ -179,10 +217,12 @@ def main(argv=None) -> int:
     )
     args = parser.parse_args(argv)
 
-    train_x, train_y, _, _, _ = load_cat_dataset()
+    train_x, train_y, test_x, test_y, _ = load_cat_dataset()
     m = train_x.shape[0]
     X = train_x.reshape(m, -1).T / 255.0
+    X_test = test_x.reshape(test_x.shape[0], -1).T / 255.0
     helpers = load_helpers()
+    study = float32_first_layer(helpers)
 
     rate_before = dgemm_rate()
     shipped = [timed(train_shipped, helpers, X, train_y, args.iterations)]
@@ -190,6 +230,9 @@ def main(argv=None) -> int:
     for _ in range(args.repeat - 1):
         shipped.append(timed(train_shipped, helpers, X, train_y, args.iterations))
         classic.append(timed(train_classic, X, train_y, args.iterations))
+    study_time, (params_32, cost_32) = timed(
+        train_shipped, study, X.astype(np.float32), train_y, args.iterations
+    )
     rate = max(rate_before, dgemm_rate())
     shapes_floor = same_shape_floor(X, args.iterations)
 
@@ -227,6 +270,14 @@ def main(argv=None) -> int:
     )
     verdict = "within" if shipped_time <= TARGET * floor else "NOT within"
     print(f"shipped helpers are {verdict} {TARGET} x the GEMM floor")
+    test_64 = accuracy(helpers, params_a, X_test, test_y)
+    test_32 = accuracy(study, params_32, X_test.astype(np.float32), test_y)
+    print(
+        f"study, first layer in float32 (not shipped): {study_time:7.2f} s = "
+        f"{study_time / floor:.2f} x floor; final cost {cost_32:.6f} "
+        f"(float64: {cost_a:.6f}), test accuracy {100 * test_32:.0f} % "
+        f"(float64: {100 * test_64:.0f} %)"
+    )
     return 0
 
 

@@ -528,3 +528,26 @@ def test_update_parameters_accepts_scalars_and_other_dtypes(helpers):
     assert updated["W1"].dtype == np.float64
     np.testing.assert_array_equal(updated["W1"], 0.75)
     np.testing.assert_array_equal(updated["b1"], -0.5)
+
+
+def test_speed_benchmark_runs_and_its_loops_train_the_same_network(real_data):
+    """The benchmark prints its figures; it is run here, not timed."""
+    import subprocess
+    import sys
+
+    script = REPO / "benchmarks" / "bench_deep_application.py"
+    result = subprocess.run(
+        [sys.executable, str(script), "--iterations", "3"],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    for line in ("GEMM floor:", "shipped helpers:", "classic-style loop:", "study,"):
+        assert line in out, out
+    shipped, classic = re.search(
+        r"final cost: shipped (\S+), classic (\S+);", out
+    ).groups()
+    assert float(shipped) == pytest.approx(float(classic), rel=1e-12)

@@ -98,6 +98,44 @@ def test_verified_scores_and_flags(graded_class, capsys):
     assert "unsandboxed" not in "".join(r["flags"] for r in rows.values())
 
 
+@pytest.fixture(scope="module")
+def blank_class(tmp_path_factory):
+    """Every assignment's blank student copy, graded sandboxed."""
+    course = tmp_path_factory.mktemp("blank-class")
+    shutil.copy(REPO_ROOT / "nbgrader_config.py", course)
+    assignments = sorted(p.name for p in (REPO_ROOT / "source").iterdir())
+    for assignment in assignments:
+        for folder in ("source", "release"):
+            shutil.copytree(
+                REPO_ROOT / folder / assignment, course / folder / assignment
+            )
+        submitted = course / "submitted" / "blank" / assignment
+        submitted.mkdir(parents=True)
+        name = f"{assignment}.ipynb"
+        shutil.copy(REPO_ROOT / "release" / assignment / name, submitted / name)
+    code = main(["grade", "--course", str(course), "--no-progress"])
+    return course, code, assignments
+
+
+def test_blank_copies_score_zero_without_flags(blank_class, capsys):
+    """A check skipped because an earlier exercise is missing is not a disagreement.
+
+    In the notebook run such a cell passes (its check prints "not checked" and
+    the hidden tests run elsewhere); the verified run gives 0. Only the verified
+    score counts, and nothing is flagged for the instructor to look at.
+    """
+    course, code, assignments = blank_class
+    assert code == 0
+    capsys.readouterr()
+    assert main(["export", "--course", str(course)]) == 0
+    table = list(csv.DictReader(io.StringIO(capsys.readouterr().out)))
+    assert sorted(r["assignment"] for r in table) == assignments
+    for row in table:
+        assert row["outcome"] == "graded", row
+        assert row["total"] == "0", row
+        assert row["flags"] == "", row
+
+
 def test_student_code_cannot_see_the_solutions(graded_class):
     course, _ = graded_class
     nb = nbformat.read(

@@ -274,6 +274,26 @@ def test_reconcile_lets_the_verified_score_count_and_flags_disagreements():
     assert out["test_d"].score == 10.0 and out["test_d"].disagree
 
 
+def test_reconcile_does_not_flag_a_cell_whose_visible_check_was_skipped():
+    verification = Verification(
+        {
+            "test_a": CellVerdict(0.0, 10.0, "0: a is not implemented"),
+            "test_b": CellVerdict(0.0, 10.0, "0: wrong on hidden inputs"),
+            "test_c": CellVerdict(10.0, 10.0, "passed the hidden tests (verified)"),
+        }
+    )
+    nbgrader = {"test_a": 10.0, "test_b": 10.0}
+    out = reconcile(nbgrader, verification, unchecked={"test_a"})
+    # Skipped in the notebook: the verified 0 counts, without a flag.
+    assert out["test_a"].score == 0.0 and not out["test_a"].disagree
+    assert out["test_a"].note == "0: a is not implemented"
+    # A check that ran and passed in the notebook is still flagged.
+    assert out["test_b"].score == 0.0 and out["test_b"].disagree
+    # No notebook score at all stays flagged, skipped or not.
+    out = reconcile({}, verification, unchecked={"test_c"})
+    assert out["test_c"].disagree
+
+
 @pytest.mark.parametrize(
     "content",
     [b"", b"\x00\x01binary\xff", b'{"cells": [', b"x" * 2048],

@@ -32,7 +32,12 @@ import numpy as np
 from dlcourse.checks import PASS_MESSAGE, CheckFailure, compare
 from dlcourse.checks import check as _check
 
-__all__ = ["Case", "CaseSet", "decode", "encode"]
+__all__ = ["NOT_CHECKED", "Case", "CaseSet", "decode", "encode"]
+
+#: What a visible check prints when it skips a function because that function
+#: calls an earlier exercise that fails its own check. The grader reads it: such
+#: a cell's in-notebook result says nothing about the function.
+NOT_CHECKED = "not checked, because it calls"
 
 EXPECTED_DIR = Path(__file__).with_name("expected")
 
@@ -247,7 +252,7 @@ class CaseSet:
             if broken is None:
                 raise
             print(
-                f"{self.label(name)}: not checked, because it calls {broken}, "
+                f"{self.label(name)}: {NOT_CHECKED} {broken}, "
                 f"which does not pass its own visible check yet. Fix {broken} "
                 "first, then run this cell again."
             )
