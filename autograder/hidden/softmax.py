@@ -136,20 +136,39 @@ def _softmax(namespace, reference):
     )
 
 
-@GRADER.test("cross_entropy")
-def _cross_entropy(namespace, reference):
-    rng = np.random.default_rng(3002)
-    inputs = [
-        ((_scores(rng, C, m, offset=offset), _labels(rng, C, m)), {})
-        for C, m, offset in [(4, 9, 0.0), (3, 1, 0.0), (10, 25, 0.0), (5, 6, 1000.0)]
-    ]
-    inputs.append(((np.full((4, 3), 2.5), _labels(rng, 4, 3)), {}))
+# (C, m, offset) of the scores the costs and their gradients are tested on: one
+# example, ten classes, and scores near 1000 that overflow a naive exp.
+_LABELLED_SHAPES = [(4, 9, 0.0), (3, 1, 0.0), (10, 25, 0.0), (5, 6, 1000.0)]
+
+
+def _labelled(y, C: int, one_hot: bool):
+    """Labels as the function under test takes them: integers or one-hot."""
+    return _one_hot(y, C) if one_hot else y
+
+
+def _labelled_scores(rng, *, one_hot: bool) -> list:
+    """``((Z, labels), {})`` inputs on every shape of ``_LABELLED_SHAPES``."""
+    inputs = []
+    for C, m, offset in _LABELLED_SHAPES:
+        Z, y = _scores(rng, C, m, offset=offset), _labels(rng, C, m)
+        inputs.append(((Z, _labelled(y, C, one_hot)), {}))
+    return inputs
+
+
+def _cost_test(namespace, reference, name: str, *, one_hot: bool, seed: int):
+    """A cross-entropy cost, integer or one-hot labels: reference and C = 2."""
+    rng = np.random.default_rng(seed)
+    inputs = _labelled_scores(rng, one_hot=one_hot)
+    # A column of equal scores: every class has probability 1/C.
+    inputs.append(
+        ((np.full((4, 3), 2.5), _labelled(_labels(rng, 4, 3), 4, one_hot)), {})
+    )
     _compare(
         namespace,
         reference,
-        "cross_entropy",
+        name,
         inputs,
-        arg_names=("Z", "y"),
+        arg_names=("Z", "Y" if one_hot else "y"),
         output_name="cost",
         m_of=_m_of(1),
     )
@@ -157,88 +176,54 @@ def _cross_entropy(namespace, reference):
     Z, y = _scores(rng, 2, 11), _labels(rng, 2, 11)
     a, _ = sigmoid(Z[1] - Z[0])
     _require_close(
-        _call(namespace, reference, "cross_entropy", Z, y),
+        _call(namespace, reference, name, Z, _labelled(y, 2, one_hot)),
         _logistic_cost(a, y[0]),
         "cost for C = 2",
         "with two classes the cost must equal the logistic-regression cost",
     )
 
 
-@GRADER.test("cross_entropy_one_hot")
-def _cross_entropy_one_hot(namespace, reference):
-    rng = np.random.default_rng(3003)
-    inputs = []
-    for C, m, offset in [(4, 9, 0.0), (3, 1, 0.0), (10, 25, 0.0), (5, 6, 1000.0)]:
-        y = _labels(rng, C, m)
-        inputs.append(((_scores(rng, C, m, offset=offset), _one_hot(y, C)), {}))
+def _gradient_test(namespace, reference, name: str, *, one_hot: bool, seed: int):
+    """dZ of the cost, integer or one-hot labels: reference and centred differences."""
+    rng = np.random.default_rng(seed)
     _compare(
         namespace,
         reference,
-        "cross_entropy_one_hot",
-        inputs,
-        arg_names=("Z", "Y"),
-        output_name="cost",
+        name,
+        _labelled_scores(rng, one_hot=one_hot),
+        arg_names=("Z", "Y" if one_hot else "y"),
+        output_name="dZ",
         m_of=_m_of(1),
     )
-    Z, y = _scores(rng, 2, 11), _labels(rng, 2, 11)
-    a, _ = sigmoid(Z[1] - Z[0])
-    _require_close(
-        _call(namespace, reference, "cross_entropy_one_hot", Z, _one_hot(y, 2)),
-        _logistic_cost(a, y[0]),
-        "cost for C = 2",
-        "with two classes the cost must equal the logistic-regression cost",
-    )
-
-
-def _gradient_wrt_scores(namespace, reference, name, *, one_hot: bool):
-    """Compare dZ with centred differences of the reference cost, on a few shapes."""
-    rng = np.random.default_rng(3004 if one_hot else 3005)
     cost = reference["cross_entropy"]
     for C, m in [(3, 4), (5, 2), (2, 6)]:
         Z, y = _scores(rng, C, m), _labels(rng, C, m)
-        labels = _one_hot(y, C) if one_hot else y
-        dZ = _call(namespace, reference, name, Z, labels)
+        dZ = _call(namespace, reference, name, Z, _labelled(y, C, one_hot))
         numerical = numerical_gradient(lambda Z, y=y: cost(Z, y), Z.copy())
         GRADER.assert_gradient("dZ", dZ, numerical, f"Z ({C}, {m})")
 
 
+@GRADER.test("cross_entropy")
+def _cross_entropy(namespace, reference):
+    _cost_test(namespace, reference, "cross_entropy", one_hot=False, seed=3002)
+
+
+@GRADER.test("cross_entropy_one_hot")
+def _cross_entropy_one_hot(namespace, reference):
+    _cost_test(namespace, reference, "cross_entropy_one_hot", one_hot=True, seed=3003)
+
+
 @GRADER.test("delta_cross_entropy")
 def _delta_cross_entropy(namespace, reference):
-    rng = np.random.default_rng(3006)
-    inputs = [
-        ((_scores(rng, C, m, offset=offset), _labels(rng, C, m)), {})
-        for C, m, offset in [(4, 9, 0.0), (3, 1, 0.0), (10, 25, 0.0), (5, 6, 1000.0)]
-    ]
-    _compare(
-        namespace,
-        reference,
-        "delta_cross_entropy",
-        inputs,
-        arg_names=("Z", "y"),
-        output_name="dZ",
-        m_of=_m_of(1),
+    _gradient_test(
+        namespace, reference, "delta_cross_entropy", one_hot=False, seed=3006
     )
-    _gradient_wrt_scores(namespace, reference, "delta_cross_entropy", one_hot=False)
 
 
 @GRADER.test("delta_cross_entropy_one_hot")
 def _delta_cross_entropy_one_hot(namespace, reference):
-    rng = np.random.default_rng(3007)
-    inputs = []
-    for C, m, offset in [(4, 9, 0.0), (3, 1, 0.0), (10, 25, 0.0), (5, 6, 1000.0)]:
-        y = _labels(rng, C, m)
-        inputs.append(((_scores(rng, C, m, offset=offset), _one_hot(y, C)), {}))
-    _compare(
-        namespace,
-        reference,
-        "delta_cross_entropy_one_hot",
-        inputs,
-        arg_names=("Z", "Y"),
-        output_name="dZ",
-        m_of=_m_of(1),
-    )
-    _gradient_wrt_scores(
-        namespace, reference, "delta_cross_entropy_one_hot", one_hot=True
+    _gradient_test(
+        namespace, reference, "delta_cross_entropy_one_hot", one_hot=True, seed=3007
     )
 
 
