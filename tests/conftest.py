@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from pathlib import Path
@@ -51,6 +52,39 @@ def apply_mistake(nb, mistake: dict):
         )
         cell.source = cell.source.replace(old, new)
     return nb
+
+
+#: A cell that makes every numpy comparison pass, as a cheating student might.
+CHEAT_ALLCLOSE = (
+    "import numpy as np\n"
+    "np.allclose = lambda *a, **k: True\n"
+    "np.isclose = lambda a, b, **k: np.ones(np.broadcast(a, b).shape, bool)\n"
+)
+
+
+def with_cell(nb, code: str, index: int = 3):
+    """Return a copy of ``nb`` with a code cell of the student's inserted."""
+    nb = nbformat.from_dict(json.loads(json.dumps(nb)))
+    nb.cells.insert(index, nbformat.v4.new_code_cell(code))
+    return nb
+
+
+def write_submissions(course: Path, assignment: str, students: dict) -> None:
+    """Write ``{student: notebook}`` into ``course/submitted/``."""
+    for student, nb in students.items():
+        folder = course / "submitted" / student / assignment
+        folder.mkdir(parents=True)
+        nbformat.write(nb, str(folder / f"{assignment}.ipynb"))
+
+
+def tree_digest(folder: Path) -> str:
+    """A digest of every path and file content below ``folder``."""
+    digest = hashlib.sha256()
+    for path in sorted(folder.rglob("*")):
+        digest.update(str(path.relative_to(folder)).encode())
+        if path.is_file():
+            digest.update(path.read_bytes())
+    return digest.hexdigest()
 
 
 def cell_output_text(cell) -> str:

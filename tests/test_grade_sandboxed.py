@@ -18,7 +18,14 @@ from pathlib import Path
 
 import nbformat
 import pytest
-from conftest import apply_mistake, load_mistakes, source_notebook
+from conftest import (
+    CHEAT_ALLCLOSE,
+    apply_mistake,
+    load_mistakes,
+    source_notebook,
+    with_cell,
+    write_submissions,
+)
 
 from autograder import REPO_ROOT
 from autograder.cli import main
@@ -28,22 +35,11 @@ pytestmark = pytest.mark.slow
 ASSIGNMENT = "04_deep_network_step_by_step"
 NAME = f"{ASSIGNMENT}.ipynb"
 
-CHEAT = (
-    "import numpy as np\n"
-    "np.allclose = lambda *a, **k: True\n"
-    "np.isclose = lambda a, b, **k: np.ones(np.broadcast(a, b).shape, bool)\n"
-)
 SNOOP = (
     "import pathlib\n"
     "hits = [str(p) for p in pathlib.Path('/').glob('**/source/04_*/*.ipynb')]\n"
     "print('FOUND', hits)\n"
 )
-
-
-def _with_cell(nb, code):
-    nb = nbformat.from_dict(nbformat.from_dict(nb))
-    nb.cells.insert(3, nbformat.v4.new_code_cell(code))
-    return nb
 
 
 @pytest.fixture(scope="module")
@@ -61,13 +57,10 @@ def graded_class(tmp_path_factory):
     students = {
         "reference": source,
         "mistake": apply_mistake(source, mistake),
-        "cheat-allclose": _with_cell(apply_mistake(source, mistake), CHEAT),
-        "snoop-solutions": _with_cell(source, SNOOP),
+        "cheat-allclose": with_cell(apply_mistake(source, mistake), CHEAT_ALLCLOSE),
+        "snoop-solutions": with_cell(source, SNOOP),
     }
-    for student, nb in students.items():
-        folder = course / "submitted" / student / ASSIGNMENT
-        folder.mkdir(parents=True)
-        nbformat.write(nb, str(folder / NAME))
+    write_submissions(course, ASSIGNMENT, students)
     code = main(["grade", "--course", str(course), "--no-progress"])
     return course, code
 

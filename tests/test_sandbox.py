@@ -19,7 +19,6 @@ placeholders are filled in by the test (port, paths, a random token).
 from __future__ import annotations
 
 import copy
-import hashlib
 import json
 import os
 import random
@@ -35,6 +34,7 @@ from pathlib import Path
 
 import nbformat
 import pytest
+from conftest import tree_digest
 
 from autograder import REPO_ROOT
 from autograder.course import Course, load_config
@@ -278,15 +278,6 @@ class _Listener:
         self.sock.close()
 
 
-def _tree_digest(folder: Path) -> str:
-    digest = hashlib.sha256()
-    for path in sorted(folder.rglob("*")):
-        digest.update(str(path.relative_to(folder)).encode())
-        if path.is_file():
-            digest.update(path.read_bytes())
-    return digest.hexdigest()
-
-
 def _markers(token: str, roots) -> list[str]:
     found = []
     for root, recursive in roots:
@@ -343,7 +334,7 @@ def graded_class(tmp_path_factory):
             course.submit(name, ASSIGNMENT, {})
             files = make_submission(scenario, source, release, fill)
             course.submit(name, ASSIGNMENT, files)
-        before = _tree_digest(root / "submitted")
+        before = tree_digest(root / "submitted")
         # Honest students last: the rest of the class is graded normally.
         order = sorted(
             scenarios, key=lambda n: (scenarios[n].category == "baseline", n)
@@ -356,7 +347,7 @@ def graded_class(tmp_path_factory):
             )
         evidence = {
             "submitted_before": before,
-            "submitted_after": _tree_digest(root / "submitted"),
+            "submitted_after": tree_digest(root / "submitted"),
             "connections": listener.connections,
             "markers": _markers(
                 token,
@@ -647,7 +638,7 @@ def test_sandboxed_kernel_sees_only_its_submission(fake_course, tmp_path, monkey
         probe = probe.replace(
             f"@{key}@", repr(str(value)) if key != "PORT" else str(value)
         )
-    before = _tree_digest(root)
+    before = tree_digest(root)
     config = SandboxConfig(scratch_dir=str(tmp_path / "scratch"), data_dirs=())
     try:
         nb = _run_cells(["import helper; print(helper.VALUE)", probe], work, config)
@@ -677,7 +668,7 @@ def test_sandboxed_kernel_sees_only_its_submission(fake_course, tmp_path, monkey
     assert report["as"] == SandboxLimits().memory
     if os.geteuid() == 0:
         assert report["uid"] != 0
-    assert _tree_digest(root) == before  # the scratch file lived in a tmpfs
+    assert tree_digest(root) == before  # the scratch file lived in a tmpfs
 
 
 @needs_bwrap

@@ -17,7 +17,6 @@ test is skipped there; in CI (root) it runs.
 from __future__ import annotations
 
 import csv
-import hashlib
 import io
 import os
 import secrets
@@ -29,7 +28,15 @@ from pathlib import Path
 
 import nbformat
 import pytest
-from conftest import apply_mistake, load_mistakes, source_notebook
+from conftest import (
+    CHEAT_ALLCLOSE,
+    apply_mistake,
+    load_mistakes,
+    source_notebook,
+    tree_digest,
+    with_cell,
+    write_submissions,
+)
 
 from autograder import REPO_ROOT
 
@@ -38,11 +45,6 @@ pytestmark = pytest.mark.slow
 ASSIGNMENT = "04_deep_network_step_by_step"
 NAME = f"{ASSIGNMENT}.ipynb"
 NOBODY = 65534
-CHEAT = (
-    "import numpy as np\n"
-    "np.allclose = lambda *a, **k: True\n"
-    "np.isclose = lambda a, b, **k: np.ones(np.broadcast(a, b).shape, bool)\n"
-)
 ESCAPE = """\
 import os, pathlib, socket
 for path in {targets!r}:
@@ -81,15 +83,6 @@ def _system_python() -> str:
         "no Python >= 3.10 with venv outside /root for the unprivileged user: "
         "install python3 and python3-venv (apt-get install -y python3-venv)"
     )
-
-
-def _digest(folder: Path) -> str:
-    digest = hashlib.sha256()
-    for path in sorted(folder.rglob("*")):
-        digest.update(str(path.relative_to(folder)).encode())
-        if path.is_file():
-            digest.update(path.read_bytes())
-    return digest.hexdigest()
 
 
 def _as_nobody(venv: Path, home: Path, *args: str) -> subprocess.CompletedProcess:
@@ -173,26 +166,18 @@ def unprivileged_class():
             if m["name"] == "missing-1-over-m-in-dW"
         )
 
-        def with_cell(nb, code):
-            nb = nbformat.from_dict(nbformat.from_dict(nb))
-            nb.cells.insert(3, nbformat.v4.new_code_cell(code))
-            return nb
-
         students = {
             "reference": source,
             "blank": release,
             "mistake": apply_mistake(source, mistake),
-            "cheat": with_cell(apply_mistake(source, mistake), CHEAT),
+            "cheat": with_cell(apply_mistake(source, mistake), CHEAT_ALLCLOSE),
             "escape": with_cell(source, escape),
         }
-        for student, nb in students.items():
-            folder = course / "submitted" / student / ASSIGNMENT
-            folder.mkdir(parents=True)
-            nbformat.write(nb, str(folder / NAME))
+        write_submissions(course, ASSIGNMENT, students)
         (course / "home").mkdir()
         subprocess.run(["chmod", "-R", "a+rX", str(base)], check=True)
         subprocess.run(["chown", "-R", f"{NOBODY}:{NOBODY}", str(course)], check=True)
-        before = _digest(course / "submitted")
+        before = tree_digest(course / "submitted")
 
         graded = _as_nobody(
             venv, course / "home", "grade", "--course", str(course),
@@ -214,7 +199,7 @@ def unprivileged_class():
             },
             "connections": connections,
             "markers": [t for t in targets if Path(t).exists()],
-            "submitted_unchanged": before == _digest(course / "submitted"),
+            "submitted_unchanged": before == tree_digest(course / "submitted"),
             "escape_output": _cell_text(course, "escape", 3),
         }
     finally:
