@@ -1440,24 +1440,21 @@ def _sync_assignment(dst, src, assignment: str) -> None:
     dst.update_or_create_assignment(assignment, duedate=original.duedate)
     for nb in original.notebooks:
         dst.update_or_create_notebook(nb.name, assignment)
-        for cell in nb.grade_cells:
-            dst.update_or_create_grade_cell(
-                cell.name,
-                nb.name,
-                assignment,
-                max_score=cell.max_score,
-                cell_type=cell.cell_type,
-            )
+        # Grade cells and task cells carry the same fields.
+        for cells, create in (
+            (nb.grade_cells, dst.update_or_create_grade_cell),
+            (nb.task_cells, dst.update_or_create_task_cell),
+        ):
+            for cell in cells:
+                create(
+                    cell.name,
+                    nb.name,
+                    assignment,
+                    max_score=cell.max_score,
+                    cell_type=cell.cell_type,
+                )
         for cell in nb.solution_cells:
             dst.update_or_create_solution_cell(cell.name, nb.name, assignment)
-        for cell in nb.task_cells:
-            dst.update_or_create_task_cell(
-                cell.name,
-                nb.name,
-                assignment,
-                max_score=cell.max_score,
-                cell_type=cell.cell_type,
-            )
         for cell in nb.source_cells:
             dst.update_or_create_source_cell(
                 cell.name,
