@@ -32,7 +32,7 @@ import numpy as np
 from dlcourse.checks import PASS_MESSAGE, CheckFailure, compare
 from dlcourse.checks import check as _check
 
-__all__ = ["NOT_CHECKED", "Case", "CaseSet", "decode", "encode"]
+__all__ = ["NOT_CHECKED", "Case", "CaseSet", "collect_skips", "decode", "encode"]
 
 #: What a visible check prints when it skips a function because that function
 #: calls an earlier exercise that fails its own check. The grader reads it: such
@@ -40,6 +40,25 @@ __all__ = ["NOT_CHECKED", "Case", "CaseSet", "decode", "encode"]
 NOT_CHECKED = "not checked, because it calls"
 
 EXPECTED_DIR = Path(__file__).with_name("expected")
+
+#: Open collectors of skipped checks (see :func:`collect_skips`).
+_SKIP_COLLECTORS: list[list[tuple[str, str]]] = []
+
+
+@contextlib.contextmanager
+def collect_skips():
+    """Collect ``(case label, broken dependency)`` for every check skipped inside.
+
+    The trusted grader runs a cell's visible check with this open, so it learns
+    *as data* that a check skipped its function (:data:`NOT_CHECKED`), never by
+    reading what a notebook printed.
+    """
+    found: list[tuple[str, str]] = []
+    _SKIP_COLLECTORS.append(found)
+    try:
+        yield found
+    finally:
+        _SKIP_COLLECTORS.remove(found)
 
 
 _TUPLE_NAME = re.compile(r"^\((\w+(?:, \w+)+)\)$")
@@ -251,6 +270,8 @@ class CaseSet:
             broken = self._broken_dependency(function, fn)
             if broken is None:
                 raise
+            for collector in _SKIP_COLLECTORS:
+                collector.append((self.label(name), broken))
             print(
                 f"{self.label(name)}: {NOT_CHECKED} {broken}, "
                 f"which does not pass its own visible check yet. Fix {broken} "
