@@ -50,9 +50,14 @@ def _cmd_clean(args) -> None:
 
 
 def _course(args) -> Path:
+    """``--course``, else the working folder when it is a course (it holds
+    ``source/``, as nbgrader expects), else this repository."""
     from . import REPO_ROOT
 
-    return Path(args.course).resolve() if args.course else REPO_ROOT
+    if args.course:
+        return Path(args.course).resolve()
+    here = Path.cwd()
+    return here.resolve() if (here / "source").is_dir() else REPO_ROOT
 
 
 def _cmd_grade(args) -> None:
@@ -74,8 +79,9 @@ def _cmd_grade(args) -> None:
     )
     if not run.complete:
         failed = [f"{r.student}/{r.assignment}" for r in run.results if not r.definite]
+        failed += run.failures
         raise GradingIncomplete(
-            f"{len(failed)} submission(s) got no definite outcome: {', '.join(failed)}"
+            f"{len(failed)} submission(s) not fully graded: {'; '.join(failed)}"
         )
 
 
@@ -136,8 +142,8 @@ def _add_course(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--course",
         metavar="DIR",
-        help="course root holding source/, release/, submitted/ (default: this "
-        "repository)",
+        help="course root holding source/, release/, submitted/ (default: the "
+        "working folder if it holds source/, else this repository)",
     )
 
 

@@ -35,3 +35,16 @@ class NotebookNotRecognised(AutograderError):
     """``check`` cannot tell which assignment a notebook belongs to."""
 
     exit_code = 6
+
+
+class PreflightFailed(AutograderError):
+    """The reference or the blank release did not grade as it must: nothing
+    was graded (the grader cannot be sure of any student's score)."""
+
+    exit_code = 7
+
+
+class SubmissionRefused(AutograderError):
+    """A submission breaks the intake rules (links, odd files, size)."""
+
+    exit_code = 8

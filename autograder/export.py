@@ -25,7 +25,7 @@ import nbformat
 
 from . import REPO_ROOT
 from .course import course_config
-from .grade import load_outcomes
+from .grading.outcomes import Flags, load_outcomes
 
 __all__ = ["export_csv", "export_rows", "format_table"]
 
@@ -52,16 +52,16 @@ def _fmt(value) -> str:
 
 
 def _flags(record: dict | None) -> str:
-    """What an instructor must look at: disagreements, unsandboxed grading."""
+    """What an instructor must look at, read from the record's ``flags``."""
     if not record:
         return ""
-    flags = []
-    for note in record.get("notes", []):
-        if "DISAGREEMENT" in note:
-            flags.append("disagreement " + note.split(":", 1)[0])
-        elif note.startswith("UNSANDBOXED"):
-            flags.append("unsandboxed")
-    return "; ".join(dict.fromkeys(flags))
+    flags = Flags.from_dict(record.get("flags"))
+    shown = [f"disagreement {gid}" for gid in flags.disagreement]
+    if flags.unsandboxed:
+        shown.append("unsandboxed")
+    if flags.refused:
+        shown.append("refused")
+    return "; ".join(shown)
 
 
 def export_rows(

@@ -117,23 +117,33 @@ __all__ = [
     "warm_up",
 ]
 
-GRADED = "graded"
-TIMED_OUT = "timed out"
-KERNEL_DIED = "kernel died"
-INVALID = "invalid notebook JSON"
-MISSING = "missing notebook"
-UNKNOWN = "unknown/renamed notebook"
-ERROR = "error"
-OUTCOMES = (GRADED, TIMED_OUT, KERNEL_DIED, INVALID, MISSING, UNKNOWN, ERROR)
-DEFINITE_OUTCOMES = frozenset(OUTCOMES) - {ERROR}
+from .grading.intake import IGNORED, Refusal, take_in
+from .grading.outcomes import (
+    DEFINITE_OUTCOMES,
+    ENVIRONMENT_ERRORS,
+    ERROR,
+    GRADED,
+    INVALID,
+    KERNEL_DIED,
+    MISSING,
+    OUTCOMES,
+    OUTCOMES_FILE,
+    REFUSED,
+    TIMED_OUT,
+    UNKNOWN,
+    CellReport,
+    Flags,
+    GradeResult,
+    load_outcomes,
+    write_outcomes,
+)
+from .grading.preflight import Settings, run_preflight
 
-#: Where ``grade`` records each submission's outcome, beside ``gradebook.db``.
-OUTCOMES_FILE = "grading_outcomes.json"
 #: Default wall-clock limit for grading one notebook (kernel start included).
 DEFAULT_NOTEBOOK_TIMEOUT = 600.0
 #: Time allowed to build one assignment's template (``generate_assignment``).
 TEMPLATE_TIMEOUT = 600.0
-_IGNORED = (".ipynb_checkpoints", "__pycache__", "*.pyc")
+_IGNORED = IGNORED
 
 
 # --------------------------------------------------------------------------
@@ -141,7 +151,7 @@ _IGNORED = (".ipynb_checkpoints", "__pycache__", "*.pyc")
 # --------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class GradeTask:
     """One submission to grade.
 
@@ -180,58 +190,6 @@ class GradeTask:
     require_sandbox: bool = False
     run_seed: int | None = None
     sandbox_limits: tuple[tuple[str, int], ...] = ()
-
-
-@dataclass
-class GradeResult:
-    """What grading one submission produced.
-
-    ``scores`` maps each graded cell's grade id to ``(score, max_score)``;
-    ``autograded_dir`` is nbgrader's output folder inside the task's scratch
-    directory (``None`` when nbgrader produced none).
-    """
-
-    assignment: str
-    student: str
-    outcome: str
-    reason: str
-    scores: dict[str, tuple[float | None, float]]
-    autograded_dir: Path | None = None
-    duration: float = 0.0
-    notes: list[str] = field(default_factory=list)
-    comments: dict[str, str | None] = field(default_factory=dict)
-    timestamp: str | None = None
-    peak_rss_mb: dict[str, float] = field(default_factory=dict)
-    timing: dict = field(default_factory=dict)
-    late_penalties: dict[str, float] = field(default_factory=dict)
-
-    @property
-    def definite(self) -> bool:
-        return self.outcome in DEFINITE_OUTCOMES
-
-    @property
-    def score(self) -> float:
-        return sum(s or 0.0 for s, _ in self.scores.values())
-
-    @property
-    def max_score(self) -> float:
-        return sum(m for _, m in self.scores.values())
-
-    def summary(self) -> dict:
-        """A JSON-ready record (what ``grading_outcomes.json`` holds)."""
-        return {
-            "student": self.student,
-            "assignment": self.assignment,
-            "outcome": self.outcome,
-            "reason": self.reason,
-            "score": self.score,
-            "max_score": self.max_score,
-            "scores": {k: list(v) for k, v in self.scores.items()},
-            "notes": self.notes,
-            "duration": round(self.duration, 3),
-            "peak_rss_mb": self.peak_rss_mb,
-            "timing": self.timing,
-        }
 
 
 # --------------------------------------------------------------------------
@@ -986,7 +944,9 @@ def _environ(**values):
                 os.environ[key] = value
 
 
-def _build_scratch_course(task: GradeTask, template: Path, root: Path, nbs) -> Path:
+def _build_scratch_course(
+    task: GradeTask, template: Path, root: Path, submission: Path, nbs
+) -> Path:
     source = template / "source" / task.assignment
     shutil.copytree(
         source,
@@ -995,8 +955,12 @@ def _build_scratch_course(task: GradeTask, template: Path, root: Path, nbs) -> P
     )
     shutil.copyfile(template / "gradebook.db", root / "gradebook.db")
     dest = root / "submitted" / task.student / task.assignment
+    # ``submission`` is the intake's copy: real files only, no link.
     shutil.copytree(
-        task.submission_dir, dest, ignore=shutil.ignore_patterns("*.ipynb", *_IGNORED)
+        submission,
+        dest,
+        ignore=shutil.ignore_patterns("*.ipynb", *_IGNORED),
+        symlinks=True,
     )
     for name, nb in nbs.items():
         nbformat.write(nb, str(dest / name))
@@ -1044,33 +1008,29 @@ def _timed_out_cells(autograded: Path, names: Iterable[str]) -> list[str]:
     return labels
 
 
-def _unchecked_cells(autograded: Path, name: str) -> set[str]:
-    """Test cells of ``name`` whose visible check skipped its function.
-
-    A check skips a function that calls an earlier exercise failing its own
-    check (``dlcourse.testcases.NOT_CHECKED``): in the notebook run such a cell
-    passes without having tested anything.
-    """
-    from dlcourse.testcases import NOT_CHECKED
-
-    path = autograded / name
-    if not path.is_file():
-        return set()
-    try:
+def locked_cell_errors(autograded: Path, names: Iterable[str]) -> list[str]:
+    """Errors raised by locked, non-graded cells (the course's own code) of the
+    autograded notebooks, as ``"<cell>: <exception>: <message>"``."""
+    found = []
+    for name in names:
+        path = autograded / name
+        if not path.is_file():
+            continue
         nb = nbformat.read(str(path), as_version=4)
-    except Exception:  # noqa: BLE001 - unreadable: nothing known to be skipped
-        return set()
-    skipped = set()
-    for cell in nb.cells:
-        gid = cell.metadata.get("nbgrader", {}).get("grade_id")
-        printed = "".join(
-            output.get("text", "")
-            for output in cell.get("outputs", [])
-            if output.get("output_type") == "stream"
-        )
-        if gid and NOT_CHECKED in printed:
-            skipped.add(gid)
-    return skipped
+        for cell in nb.cells:
+            meta = cell.metadata.get("nbgrader", {})
+            if not meta.get("locked") or meta.get("grade") or meta.get("solution"):
+                continue
+            for output in cell.get("outputs", []):
+                if (
+                    output.get("output_type") == "error"
+                    and output.get("ename") in ENVIRONMENT_ERRORS
+                ):
+                    label = meta.get("grade_id") or "locked"
+                    found.append(
+                        f"{label} cell: {output['ename']}: {output.get('evalue', '')}"
+                    )
+    return found
 
 
 def _combine(problems: list[tuple[str, str]]) -> tuple[str, str]:
@@ -1086,18 +1046,16 @@ def _usage() -> dict[str, float]:
     return {"worker": round(own, 1), "kernel": round(kids, 1)}
 
 
-def _verified_scores(task: GradeTask, limits, scratch: Path, graded, autograded):
+def _verified_scores(task: GradeTask, limits, scratch: Path, submission, autograded):
     """Run the verified scoring of the assignment's notebook (see ``verify``)."""
     from .sandbox import SandboxConfig
     from .verify import verify_submission
 
     name = f"{task.assignment}.ipynb"
-    if name not in graded:
-        return None
     workdir = autograded if autograded.is_dir() else scratch / "verify-empty"
     workdir.mkdir(parents=True, exist_ok=True)
     return verify_submission(
-        Path(task.submission_dir) / name,
+        Path(submission) / name,
         task.assignment,
         sandbox_config=SandboxConfig(
             limits=limits,
@@ -1110,78 +1068,93 @@ def _verified_scores(task: GradeTask, limits, scratch: Path, graded, autograded)
     )
 
 
-def _reconciled(
-    scores: dict, verification, *, notebook_ran: bool = True, unchecked=()
-) -> tuple[dict, list[str]]:
-    """Scores where the verified run counts, and notes for every disagreement.
+def _reconciled(scores: dict, verification) -> tuple[dict, dict, Flags]:
+    """Scores where the verified run counts, per-cell reports and flags.
 
     Args:
-        scores: ``{grade_id: (score, max)}`` from the notebook run (or zeros).
+        scores: ``{grade_id: (score, max)}`` from the notebook run (score None
+            where it gave none, e.g. the kernel died).
         verification: the result of :func:`autograder.verify.verify_submission`.
-        notebook_ran: False when the notebook run gave no score (kernel died).
-        unchecked: cells whose visible check skipped its function in the
-            notebook run (see :func:`_unchecked_cells`): not flagged.
     """
     from .verify import reconcile
 
-    nbgrader = {gid: s for gid, (s, _) in scores.items()} if notebook_ran else {}
-    final = reconcile(nbgrader, verification, unchecked)
+    nbgrader = {gid: s for gid, (s, _) in scores.items()}
+    final = reconcile(nbgrader, verification)
     merged = dict(scores)
-    notes = []
+    cells: dict[str, CellReport] = {}
+    flags = Flags(unsandboxed=getattr(verification, "sandboxed", None) is False)
     for gid, decided in final.items():
+        full = scores[gid][1] if gid in scores else decided.max_points
         if gid in scores or decided.verified is not None:
-            full = scores[gid][1] if gid in scores else decided.max_points
             merged[gid] = (decided.score, full)
+        verdict = verification.get(gid)
+        cells[gid] = CellReport(
+            decided.score,
+            full,
+            visible=getattr(verdict, "visible", "not run"),
+            hidden=getattr(verdict, "hidden", "not verified"),
+            message=decided.note,
+            not_checked_because=getattr(verdict, "broken_dependency", None),
+        )
         if decided.disagree:
-            notes.append(f"{gid}: {decided.note}")
-    if getattr(verification, "sandboxed", None) is False:
-        notes.append("UNSANDBOXED: the student's code ran without bubblewrap")
-    return merged, notes
+            flags.disagreement.append(gid)
+        if cells[gid].visible == "not checked":
+            flags.not_checked.append(gid)
+    return merged, cells, flags
 
 
-def grade_submission(task: GradeTask, scratch_dir: Path) -> GradeResult:
-    """Grade one submission with nbgrader; write only inside ``scratch_dir``.
+def _nbgrader_cells(scores: dict) -> dict[str, CellReport]:
+    """Per-cell reports of an unverified (``--no-sandbox``) run."""
+    return {
+        gid: CellReport(score, full, hidden="not verified")
+        for gid, (score, full) in scores.items()
+    }
 
-    Returns:
-        The outcome, its reason, the score of every graded cell and the folder
-        of autograded notebooks (inside ``scratch_dir``).
-    """
-    started = time.monotonic()
-    _TIMELINE.clear()
-    scratch = Path(scratch_dir)
-    scratch.mkdir(parents=True, exist_ok=True)
-    template = task.template_dir or prepare_template(
-        task.course_root, task.assignment, scratch / "template"
-    )
-    info = TemplateInfo.load(template)
-    zero = {gid: (0.0, points) for gid, points in info.max_scores.items()}
 
-    def result(outcome, reason, scores=zero, **kw) -> GradeResult:
+@dataclass
+class _Run:
+    """The state of one submission's grading, shared by its steps."""
+
+    task: GradeTask
+    scratch: Path
+    started: float
+    info: TemplateInfo
+    inspection: _Inspection = field(default_factory=lambda: _Inspection())
+    flags: Flags = field(default_factory=Flags)
+
+    @property
+    def zero(self) -> dict:
+        return {gid: (0.0, pts) for gid, pts in self.info.max_scores.items()}
+
+    def result(self, outcome, reason, scores=None, **kw) -> GradeResult:
         ended = time.monotonic()
+        scores = self.zero if scores is None else scores
+        kw.setdefault("cells", {})
         return GradeResult(
-            task.assignment,
-            task.student,
+            self.task.assignment,
+            self.task.student,
             outcome,
             reason,
             dict(scores),
-            duration=ended - started,
-            notes=list(inspection.notes),
+            duration=ended - self.started,
+            notes=list(self.inspection.notes),
             peak_rss_mb=_usage(),
-            timing=_timing(started, ended),
+            timing=_timing(self.started, ended),
+            flags=self.flags,
+            run_seed=self.task.run_seed,
             **kw,
         )
 
-    inspection = inspect_submission(task.submission_dir, info.notebooks)
-    if not inspection.graded:
-        return result(*_combine(inspection.problems))
 
-    root = _build_scratch_course(task, template, scratch / "course", inspection.graded)
-    progress = scratch / "progress.json"
+def _nbgrader_config(task: GradeTask, root: Path, scratch: Path, n_notebooks: int):
+    """nbgrader's configuration for one task, and the sandbox limits (or None)."""
     config = course_config(task.course_root)
     config.CourseDirectory.root = str(root)
     if task.cell_timeout is not None:
         config.Execute.timeout = int(task.cell_timeout)
-    config.Execute.on_cell_start = partial(_record_progress, str(progress))
+    config.Execute.on_cell_start = partial(
+        _record_progress, str(scratch / "progress.json")
+    )
     config.Execute.on_notebook_start = _record_kernel_ready
     # Outputs are complete once the last cell has run: no graceful shutdown poll.
     config.Execute.shutdown_kernel = "immediate"
@@ -1204,15 +1177,23 @@ def grade_submission(task: GradeTask, scratch_dir: Path) -> GradeResult:
     elif task.fork_kernels:
         config.Execute.kernel_manager_class = _forking_kernel_manager()
         baseline = _interpreter_baseline()
-        for _ in inspection.graded:
+        for _ in range(n_notebooks):
             _PREFORKED.append(_PreforkedKernel(baseline))
+    return config, limits
 
+
+def _run_nbgrader(task: GradeTask, config, scratch: Path) -> tuple[dict, str]:
     from nbgrader.apps import NbGraderAPI
     from nbgrader.coursedir import CourseDirectory
 
+    from .reference import COURSE_ROOT_ENV
+
     try:
         with (
-            _environ(JUPYTER_RUNTIME_DIR=str(scratch / "runtime")),
+            _environ(
+                JUPYTER_RUNTIME_DIR=str(scratch / "runtime"),
+                **{COURSE_ROOT_ENV: str(Path(task.course_root).resolve())},
+            ),
             warnings.catch_warnings(),
         ):
             warnings.simplefilter("ignore")
@@ -1223,73 +1204,135 @@ def grade_submission(task: GradeTask, scratch_dir: Path) -> GradeResult:
             _PREFORKED.pop().discard()
     log = outcome.get("log", "") + "\n" + outcome.get("error", "")
     (scratch / "nbgrader.log").write_text(log)
+    return outcome, log
+
+
+def _failed_run(run: _Run, log: str, verified) -> GradeResult:
+    """The outcome of a notebook run nbgrader reported as failed."""
+    progress = run.scratch / "progress.json"
+    if "Kernel didn't respond" in log and not progress.exists():
+        # Never got as far as the first cell: the kernel could not start
+        # (e.g. a memory limit below what Python and numpy need).
+        return run.result(
+            KERNEL_DIED,
+            "the kernel did not start (a sandbox limit too low for Python and "
+            "numpy, or a crash at start-up); nothing could be graded",
+        )
+    if "Kernel died" in log or "DeadKernelError" in log:
+        if verified is not None:
+            unscored = {gid: (None, full) for gid, (_, full) in run.zero.items()}
+            scores, cells, flags = _reconciled(unscored, verified)
+            run.flags = flags
+            return run.result(
+                KERNEL_DIED,
+                f"the kernel died {_where(progress)}; the scores are the "
+                "verified ones (each function run on its own in the sandbox)",
+                scores,
+                cells=cells,
+            )
+        return run.result(
+            KERNEL_DIED,
+            f"the kernel died {_where(progress)} (os._exit, a crash or out of "
+            "memory); nothing could be graded",
+        )
+    if "kernel became unresponsive" in log or "UnresponsiveKernel" in log:
+        return run.result(
+            TIMED_OUT,
+            f"cell limit ({run.task.cell_timeout} s) hit {_where(progress)} and the "
+            "kernel did not respond to the interrupt",
+        )
+    lines = [line for line in log.strip().splitlines() if line.strip()]
+    return run.result(ERROR, "nbgrader failed: " + " | ".join(lines[-3:]))
+
+
+def _environment_errors(verified, autograded: Path, names) -> list[str]:
+    errors = list(getattr(verified, "locked_errors", []) or [])
+    return errors + locked_cell_errors(autograded, names)
+
+
+def grade_submission(task: GradeTask, scratch_dir: Path) -> GradeResult:
+    """Grade one submission with nbgrader; write only inside ``scratch_dir``.
+
+    Steps: intake (refuse links and odd files, copy the rest), inspection (which
+    notebooks can be graded), the notebook run (nbgrader, sandboxed), the
+    verified run, and the outcome.
+
+    Returns:
+        The outcome, its reason, the score and report of every graded cell, the
+        flags and the folder of autograded notebooks (inside ``scratch_dir``).
+    """
+    started = time.monotonic()
+    _TIMELINE.clear()
+    scratch = Path(scratch_dir)
+    scratch.mkdir(parents=True, exist_ok=True)
+    template = task.template_dir or prepare_template(
+        task.course_root, task.assignment, scratch / "template"
+    )
+    run = _Run(task, scratch, started, TemplateInfo.load(template))
+    submission = scratch / "submission"
+    try:
+        take_in(Path(task.submission_dir), submission)
+    except Refusal as refusal:
+        run.flags.refused = True
+        return run.result(REFUSED, str(refusal))
+    except OSError as exc:
+        return run.result(ERROR, f"could not copy the submission: {exc}")
+
+    run.inspection = inspect_submission(submission, run.info.notebooks)
+    if not run.inspection.graded:
+        return run.result(*_combine(run.inspection.problems))
+
+    graded = run.inspection.graded
+    root = _build_scratch_course(task, template, scratch / "course", submission, graded)
+    config, limits = _nbgrader_config(task, root, scratch, len(graded))
+    outcome, log = _run_nbgrader(task, config, scratch)
     autograded = root / "autograded" / task.student / task.assignment
 
-    verified = (
-        _verified_scores(task, limits, scratch, inspection.graded, autograded)
-        if task.sandbox
-        else None
-    )
-
+    verified = None
+    if task.sandbox and f"{task.assignment}.ipynb" in graded:
+        verified = _verified_scores(task, limits, scratch, submission, autograded)
+    broken = _environment_errors(verified, autograded, graded)
+    if broken:
+        return run.result(
+            ERROR,
+            "the course's own code failed, not the student's: "
+            + "; ".join(broken[:3])
+            + " — fix the grading environment (see the pre-flight) and re-grade",
+        )
     if not outcome["success"]:
-        if "Kernel didn't respond" in log and not progress.exists():
-            # Never got as far as the first cell: the kernel could not start
-            # (e.g. a memory limit below what Python and numpy need).
-            return result(
-                KERNEL_DIED,
-                "the kernel did not start (a sandbox limit too low for Python and "
-                "numpy, or a crash at start-up); nothing could be graded",
-            )
-        if "Kernel died" in log or "DeadKernelError" in log:
-            if verified is not None:
-                scores, notes = _reconciled(zero, verified, notebook_ran=False)
-                inspection.notes.extend(notes)
-                return result(
-                    KERNEL_DIED,
-                    f"the kernel died {_where(progress)}; the scores are the "
-                    "verified ones (each function run on its own in the sandbox)",
-                    scores,
-                )
-            return result(
-                KERNEL_DIED,
-                f"the kernel died {_where(progress)} (os._exit, a crash or out of "
-                "memory); nothing could be graded",
-            )
-        if "kernel became unresponsive" in log or "UnresponsiveKernel" in log:
-            return result(
-                TIMED_OUT,
-                f"cell limit ({task.cell_timeout} s) hit {_where(progress)} and the "
-                "kernel did not respond to the interrupt",
-            )
-        lines = [line for line in log.strip().splitlines() if line.strip()]
-        return result(ERROR, "nbgrader failed: " + " | ".join(lines[-3:]))
+        return _failed_run(run, log, verified)
 
-    scores, comments, timestamp, late = _read_gradebook(root, info, task)
+    scores, comments, timestamp, late = _read_gradebook(root, run.info, task)
     if verified is not None:
-        unchecked = _unchecked_cells(autograded, f"{task.assignment}.ipynb")
-        scores, notes = _reconciled(scores, verified, unchecked=unchecked)
-        inspection.notes.extend(notes)
+        scores, cells, run.flags = _reconciled(scores, verified)
+    else:
+        cells = _nbgrader_cells(scores)
+        run.flags.unsandboxed = not task.sandbox
+    run.inspection.notes.extend(
+        f"{gid}: {cells[gid].message}" for gid in run.flags.disagreement
+    )
     extra = {
         "comments": comments,
         "timestamp": timestamp,
         "autograded_dir": autograded,
         "late_penalties": late,
+        "cells": cells,
     }
-    timeouts = _timed_out_cells(autograded, inspection.graded)
+    timeouts = _timed_out_cells(autograded, graded)
     if timeouts:
         reason = (
             f"cell limit ({task.cell_timeout} s) hit in {', '.join(timeouts)}: "
             "interrupted, the other cells were graded"
         )
-        if inspection.problems:
-            reason += "; " + _combine(inspection.problems)[1]
-        return result(TIMED_OUT, reason, scores, **extra)
-    if inspection.problems:
-        outcome, reason = _combine(inspection.problems)
-        return result(
-            outcome, reason + "; the other notebooks were graded", scores, **extra
+        if run.inspection.problems:
+            reason += "; " + _combine(run.inspection.problems)[1]
+        return run.result(TIMED_OUT, reason, scores, **extra)
+    if run.inspection.problems:
+        outcome_name, reason = _combine(run.inspection.problems)
+        return run.result(
+            outcome_name, reason + "; the other notebooks were graded", scores, **extra
         )
-    return result(GRADED, "; ".join(inspection.notes), scores, **extra)
+    return run.result(GRADED, "; ".join(run.inspection.notes), scores, **extra)
 
 
 # --------------------------------------------------------------------------
@@ -1306,6 +1349,25 @@ class _Job:
     limit: float | None
     on_timeout: Callable[[], object]
     on_crash: Callable[[str], object]
+
+
+def die_with_parent(parent: int) -> None:
+    """Have the kernel SIGKILL this process when ``parent`` (the grader) dies.
+
+    Linux's parent-death signal; the worker's own children (kernels, runners)
+    get theirs from bubblewrap (``--die-with-parent``) and from this function
+    in :mod:`autograder.sandbox`. Without it, a grader killed with SIGKILL
+    would leave its workers grading on their own.
+    """
+    if not sys.platform.startswith("linux"):
+        return
+    import ctypes
+
+    pr_set_pdeathsig = 1
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(pr_set_pdeathsig, signal.SIGKILL, 0, 0, 0)
+    if os.getppid() != parent:  # the parent died before the call
+        os._exit(1)
 
 
 def _descendants(pid: int) -> list[int]:
@@ -1327,10 +1389,11 @@ def _kill_tree(pid: int) -> None:
             os.kill(child, signal.SIGKILL)
 
 
-def _child_main(conn, fn, args, log_path: str) -> None:
+def _child_main(conn, fn, args, log_path: str, parent: int) -> None:
     """Run in a forked worker: own process group, output to a log, result back."""
     global _WORKER_CONN
     _WORKER_CONN = conn
+    die_with_parent(parent)
     os.setpgid(0, 0)  # Ctrl-C reaches the parent only; killpg reaches this task
     _reset_event_loops()
     signal.signal(signal.SIGINT, signal.default_int_handler)
@@ -1385,7 +1448,8 @@ def run_tasks(
                 job = pending.popleft()
                 recv, send = ctx.Pipe(duplex=False)
                 proc = ctx.Process(
-                    target=_child_main, args=(send, job.fn, job.args, str(job.log))
+                    target=_child_main,
+                    args=(send, job.fn, job.args, str(job.log), os.getpid()),
                 )
                 proc.start()
                 send.close()
@@ -1436,8 +1500,14 @@ def run_tasks(
 
 def _sync_assignment(dst, src, assignment: str) -> None:
     """Copy an assignment's definition (notebooks, cells) between gradebooks."""
+    from nbgrader.api import MissingEntry
+
     original = src.find_assignment(assignment)
-    dst.update_or_create_assignment(assignment, duedate=original.duedate)
+    try:
+        dst.find_assignment(assignment)
+    except MissingEntry:
+        dst.update_or_create_assignment(assignment, duedate=original.duedate)
+    # An existing assignment keeps the due date the instructor gave it.
     for nb in original.notebooks:
         dst.update_or_create_notebook(nb.name, assignment)
         # Grade cells and task cells carry the same fields.
@@ -1507,8 +1577,12 @@ def merge_results(
     results: Sequence[GradeResult],
     templates: dict[str, Path],
     workdir: Path,
-) -> Path:
+) -> list[str]:
     """Write ``results`` into ``<course_root>/gradebook.db`` atomically.
+
+    Returns:
+        One line per submission whose grades could not be stored (the others
+        are stored regardless).
 
     The merge works on a copy in ``workdir``; the finished copy is moved next to
     the gradebook and renamed over it, so readers see the old or the new
@@ -1525,6 +1599,7 @@ def merge_results(
         shutil.copyfile(next(iter(templates.values())) / "gradebook.db", work)
     course_id = course_config(course_root).CourseDirectory.get("course_id", "") or ""
     url = f"sqlite:///{work}"
+    failures: list[str] = []
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         with Gradebook(url, course_id) as gb:
@@ -1534,14 +1609,22 @@ def merge_results(
                 ) as src:
                     _sync_assignment(gb, src, assignment)
             for result in results:
-                if result.definite:  # a pipeline failure keeps the previous grades
+                if not result.definite:  # a pipeline failure keeps the old grades
+                    continue
+                try:
                     _store(gb, result)
+                except Exception as exc:  # noqa: BLE001 - one student, not the class
+                    gb.db.rollback()
+                    failures.append(
+                        f"{result.student}/{result.assignment}: the gradebook "
+                        f"refused the grades ({type(exc).__name__}: {exc})"
+                    )
     staged = course_root / f".gradebook.db.{os.getpid()}.new"
     shutil.copyfile(work, staged)
     with open(staged, "rb+") as handle:
         os.fsync(handle.fileno())
     os.replace(staged, target)
-    return target
+    return failures
 
 
 def _install_autograded(course_root: Path, result: GradeResult) -> None:
@@ -1564,32 +1647,6 @@ def _install_autograded(course_root: Path, result: GradeResult) -> None:
         shutil.rmtree(old)
 
 
-def load_outcomes(course_root: Path) -> dict[tuple[str, str], dict]:
-    """Read ``grading_outcomes.json``: ``{(student, assignment): record}``."""
-    path = Path(course_root) / OUTCOMES_FILE
-    if not path.is_file():
-        return {}
-    records = json.loads(path.read_text(encoding="utf-8"))
-    return {(r["student"], r["assignment"]): r for r in records}
-
-
-def _write_outcomes(course_root: Path, results: Sequence[GradeResult]) -> None:
-    records = load_outcomes(course_root)
-    for result in results:
-        record = result.summary()
-        if not result.definite:
-            previous = records.get((result.student, result.assignment))
-            record["reason"] += "; the previous grades were kept"
-            record["scores"] = previous["scores"] if previous else {}
-            record["score"] = previous["score"] if previous else 0.0
-        records[(result.student, result.assignment)] = record
-    ordered = [records[key] for key in sorted(records, key=lambda k: (k[1], k[0]))]
-    path = Path(course_root) / OUTCOMES_FILE
-    staged = path.with_name(f".{OUTCOMES_FILE}.new")
-    staged.write_text(json.dumps(ordered, indent=1) + "\n", encoding="utf-8")
-    os.replace(staged, path)
-
-
 # --------------------------------------------------------------------------
 # The grade command
 # --------------------------------------------------------------------------
@@ -1602,10 +1659,12 @@ class GradeRun:
     results: list[GradeResult]
     wall_time: float
     phases: dict[str, float] = field(default_factory=dict)
+    #: submissions whose grades or autograded copy could not be stored.
+    failures: list[str] = field(default_factory=list)
 
     @property
     def complete(self) -> bool:
-        return all(r.definite for r in self.results)
+        return not self.failures and all(r.definite for r in self.results)
 
     def table(self) -> str:
         """A plain-text summary table: student, assignment, outcome, score, reason."""
@@ -1649,13 +1708,17 @@ def discover_submissions(
     found = []
     submitted = course_root / "submitted"
     for student_dir in sorted(submitted.iterdir()) if submitted.is_dir() else []:
-        if not student_dir.is_dir() or student_dir.name.startswith("."):
+        # A link (student folder or assignment folder) is listed, not followed
+        # here: the intake refuses it with a reason, so it shows in the table.
+        if student_dir.name.startswith(".") or not (
+            student_dir.is_symlink() or student_dir.is_dir()
+        ):
             continue
         if students and student_dir.name not in students:
             continue
         for assignment in wanted:
             folder = student_dir / assignment
-            if folder.is_dir():
+            if folder.is_symlink() or folder.is_dir():
                 found.append((assignment, student_dir.name, folder))
     return sorted(found)
 
@@ -1795,26 +1858,58 @@ def grade_course(
                     assignment, source_root=course_root
                 )
             log(f"verified run seeds: {run_seeds}")
-        tasks = []
-        for index, (assignment, student, folder) in enumerate(found):
-            task = GradeTask(
-                assignment,
-                student,
-                folder,
-                course_root,
-                cell_timeout,
-                notebook_timeout,
-                templates[assignment],
-                fork_kernels,
-                sandbox,
-                require_sandbox,
-                run_seeds.get(assignment),
-                limits,
-            )
-            tasks.append((index, task))
         n_notebooks = {
             a: len(TemplateInfo.load(t).notebooks) for a, t in templates.items()
         }
+
+        def make_task(assignment: str, student: str, folder: Path) -> GradeTask:
+            return GradeTask(
+                assignment=assignment,
+                student=student,
+                submission_dir=folder,
+                course_root=course_root,
+                cell_timeout=cell_timeout,
+                notebook_timeout=notebook_timeout,
+                template_dir=templates[assignment],
+                fork_kernels=fork_kernels,
+                sandbox=sandbox,
+                require_sandbox=require_sandbox,
+                run_seed=run_seeds.get(assignment),
+                sandbox_limits=limits,
+            )
+
+        settings = Settings(
+            sandbox=sandbox,
+            require_sandbox=require_sandbox,
+            fork_kernels=fork_kernels,
+            cell_timeout=cell_timeout,
+            notebook_timeout=notebook_timeout,
+            sandbox_limits=limits,
+        )
+        for assignment in sorted(templates):
+            ran = run_preflight(
+                course_root,
+                assignment,
+                templates[assignment],
+                settings,
+                workdir=run_dir / "preflight" / assignment,
+                grade=partial(
+                    _grade_folders,
+                    make_task,
+                    assignment,
+                    run_dir,
+                    n_notebooks,
+                    workers,
+                ),
+                log=log,
+            )
+            if not ran:
+                log(f"pre-flight {assignment}: passed before (cached)")
+        lap("preflight")
+        tasks = [
+            (index, make_task(assignment, student, folder))
+            for index, (assignment, student, folder) in enumerate(found)
+        ]
         bar = _progress_bar(len(tasks), progress)
         with bar:
             jobs = [
@@ -1824,22 +1919,45 @@ def grade_course(
             done = run_tasks(jobs, workers, on_done=lambda *_: bar.update(1))
         results = [done[index] for index, _ in tasks]
         lap("grading")
-        merge_results(course_root, results, templates, run_dir)
-        _write_outcomes(course_root, results)
+        failures = merge_results(course_root, results, templates, run_dir)
+        write_outcomes(course_root, results)
         lap("merge")
         for result in results:
-            if result.definite:
+            if not result.definite:
+                continue
+            try:
                 _install_autograded(course_root, result)
+            except OSError as exc:
+                failures.append(
+                    f"{result.student}/{result.assignment}: grades stored, but the "
+                    f"autograded notebook could not be installed ({exc})"
+                )
         lap("install")
     finally:
         shutil.rmtree(run_dir, ignore_errors=True)
-    run = GradeRun(results, time.monotonic() - started, phases)
+    run = GradeRun(results, time.monotonic() - started, phases, failures)
     log(run.table())
+    for line in failures:
+        log(f"FAILED: {line}")
     counts = {o: sum(r.outcome == o for r in results) for o in OUTCOMES}
     summary = ", ".join(f"{n} {o}" for o, n in counts.items() if n)
     log(f"{len(results)} submission(s) in {run.wall_time:.1f} s: {summary}")
     log("time: " + ", ".join(f"{k} {v:.1f} s" for k, v in phases.items()))
     return run
+
+
+def _grade_folders(
+    make_task, assignment, run_dir, n_notebooks, workers, folders
+) -> dict[str, GradeResult]:
+    """Grade ``{student: folder}`` of one assignment in the worker pool."""
+    base = 100_000 + len(list(run_dir.glob("task-*")))
+    jobs, keys = [], {}
+    for offset, (student, folder) in enumerate(sorted(folders.items())):
+        task = make_task(assignment, student, folder)
+        jobs.append(_grade_job(base + offset, task, run_dir, n_notebooks[assignment]))
+        keys[base + offset] = student
+    done = run_tasks(jobs, workers)
+    return {keys[k]: v for k, v in done.items()}
 
 
 def _prepare_templates(course_root, assignments, run_dir, workers) -> dict[str, Path]:

@@ -11,7 +11,9 @@ solution cell. Nothing here is ever part of a release.
 from __future__ import annotations
 
 import ast
+import contextlib
 import json
+import os
 import sys
 from functools import cache
 from pathlib import Path
@@ -19,18 +21,85 @@ from pathlib import Path
 from . import REPO_ROOT
 from .errors import SourceNotebookError
 
-__all__ = ["reference_namespace", "source_notebook_path"]
+__all__ = [
+    "COURSE_ROOT_ENV",
+    "course_root",
+    "find_course_root",
+    "reference_namespace",
+    "source_notebook_path",
+]
 
 _KEEP = (ast.Import, ast.ImportFrom, ast.FunctionDef, ast.ClassDef)
+
+
+#: Environment variable naming the course root whose ``source/`` holds the
+#: reference (set by the grader for the kernels it starts; any nbgrader run may
+#: set it too).
+COURSE_ROOT_ENV = "AUTOGRADER_COURSE_ROOT"
+
+_course_roots: list[Path] = []
+
+
+@contextlib.contextmanager
+def course_root(root: str | os.PathLike):
+    """Take the reference from ``root``'s ``source/`` while the block runs."""
+    _course_roots.append(Path(root).resolve())
+    try:
+        yield
+    finally:
+        _course_roots.pop()
+
+
+def _candidates(assignment: str) -> list[Path]:
+    """Course roots to look in, most specific first (see :func:`find_course_root`)."""
+    found = []
+    if _course_roots:
+        found.append(_course_roots[-1])
+    if os.environ.get(COURSE_ROOT_ENV):
+        found.append(Path(os.environ[COURSE_ROOT_ENV]))
+    # nbgrader runs a notebook in <course>/autograded/<student>/<assignment>/ (or
+    # the source folder when validating): the course is an ancestor of the cwd.
+    with contextlib.suppress(OSError):
+        here = Path.cwd().resolve()
+        found += [here, *here.parents]
+    found.append(REPO_ROOT)
+    return found
+
+
+def find_course_root(assignment: str) -> Path:
+    """The course root whose ``source/<assignment>/`` the reference comes from.
+
+    In order: the root given to :func:`course_root`, ``$AUTOGRADER_COURSE_ROOT``,
+    the working folder and its parents (where nbgrader runs a notebook), and the
+    repository this package was installed from.
+
+    Raises:
+        SourceNotebookError: naming every place looked in.
+    """
+    tried = []
+    for root in _candidates(assignment):
+        path = root / "source" / assignment / f"{assignment}.ipynb"
+        if path.is_file():
+            return root
+        tried.append(str(path))
+    raise SourceNotebookError(
+        f"no source notebook for assignment {assignment!r}; looked for "
+        f"{tried[0]} and {len(tried) - 1} other place(s) (the course being graded, "
+        f"${COURSE_ROOT_ENV}, the working folder's parents, the repository). Grade "
+        "from the course directory, or set AUTOGRADER_COURSE_ROOT to it."
+    )
 
 
 def source_notebook_path(assignment: str, *, root: Path | None = None) -> Path:
     """Return the path of ``source/<assignment>/<assignment>.ipynb``.
 
+    Args:
+        root: course root; default: :func:`find_course_root`.
+
     Raises:
         SourceNotebookError: if the notebook does not exist.
     """
-    root = Path(root) if root is not None else REPO_ROOT
+    root = Path(root) if root is not None else find_course_root(assignment)
     path = root / "source" / assignment / f"{assignment}.ipynb"
     if not path.is_file():
         raise SourceNotebookError(
@@ -89,7 +158,7 @@ def reference_namespace(assignment: str, *, root: Path | None = None) -> dict:
 
     Args:
         assignment: assignment id, e.g. ``"04_deep_network_step_by_step"``.
-        root: repository root (default: the one this package lives in).
+        root: course root (default: :func:`find_course_root`).
 
     Returns:
         A fresh dict ``name -> object`` (functions defined in the solution cells and

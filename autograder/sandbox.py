@@ -515,7 +515,19 @@ def _support_dir(stub_modules: tuple[str, ...]) -> str:
     (startup / "00-autograder-sandbox.py").write_text(_STARTUP_SOURCE, encoding="utf-8")
     for path in [root, *root.rglob("*")]:
         os.chmod(path, 0o755 if path.is_dir() else 0o644)
+    # Unsandboxed runs import the grader's own dlcourse through this link (the
+    # sandbox binds the same folder at SANDBOX_SUPPORT/lib/dlcourse instead).
+    (root / "lib").mkdir(mode=0o755)
+    package = _course_package(sys.executable)
+    if package:
+        os.symlink(package, root / "lib" / "dlcourse")
     return str(root)
+
+
+def _course_package(python: str) -> str | None:
+    """The ``dlcourse`` folder that ``python`` (the grader's) imports."""
+    packages = _python_paths(python)[1]
+    return packages[0] if packages else None
 
 
 @cache
@@ -623,7 +635,11 @@ class Launch:
             "USER": "student",
             "LOGNAME": "student",
             "TMPDIR": tmp,
-            "PYTHONPATH": f"{support}/stubs",
+            # The stand-ins, then the grader's own dlcourse, ahead of anything
+            # an install layout (editable finder, .pth file, a course folder's
+            # copy) would otherwise pick: kernel, runner and the trusted
+            # process all import the same package.
+            "PYTHONPATH": f"{support}/stubs:{support}/lib",
             "PYTHONDONTWRITEBYTECODE": "1",
             "PYTHONNOUSERSITE": "1",
             "IPYTHONDIR": f"{tmp}/ipython",
@@ -697,8 +713,10 @@ class Launch:
         for path in _ETC_FILES:
             args += ro(path)
         prefixes, packages = _python_paths(config.python)
-        for path in (*prefixes, *packages):
+        for path in prefixes:
             args += ro(path)
+        if packages:
+            args += ro(packages[0], f"{SANDBOX_SUPPORT}/lib/dlcourse")
         for path in (*config.data_dirs, *config.ro_paths):
             if os.path.exists(path):
                 _check_exposable(path)
@@ -760,7 +778,8 @@ class Launch:
                 Path(self.folder, "tmp", "ipython"),
                 dirs_exist_ok=True,
             )
-            argv = [python, "-I", "-S", str(_LIMITS_SCRIPT), *self._limit_args()]
+            argv = [python, "-I", "-S", str(_LIMITS_SCRIPT), "--die-with-parent"]
+            argv += self._limit_args()
             return [*argv, "--", *self.cmd], self._inner_env(False)
         inner = [python, "-I", "-S", f"{SANDBOX_SUPPORT}/sandbox_limits.py"]
         inner += self._limit_args()
@@ -770,7 +789,8 @@ class Launch:
             if self.runtime_dir:
                 os.chown(self.runtime_dir, self._lease.uid, self._lease.uid)
         inner += ["--", *self.cmd]
-        outer = [python, "-I", "-S", str(_LIMITS_SCRIPT), "--ignore-sigint", "--"]
+        outer = [python, "-I", "-S", str(_LIMITS_SCRIPT), "--ignore-sigint"]
+        outer += ["--die-with-parent", "--"]
         env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8"}
         return [*outer, *self._bwrap_args(inner)], env
 

@@ -23,6 +23,7 @@ import signal
 import sys
 
 _PR_SET_NO_NEW_PRIVS = 38
+_PR_SET_PDEATHSIG = 1
 
 _LIMITS = {
     "as": resource.RLIMIT_AS,
@@ -37,6 +38,7 @@ _LIMITS = {
 def _parse(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="sandbox_limits")
     parser.add_argument("--ignore-sigint", action="store_true")
+    parser.add_argument("--die-with-parent", action="store_true")
     for name in _LIMITS:
         parser.add_argument(f"--{name}", type=int, default=None)
     parser.add_argument("--uid", type=int, default=None)
@@ -71,8 +73,22 @@ def _no_new_privileges() -> None:
         pass  # not Linux: nothing to do
 
 
+def _die_with_parent() -> None:
+    """SIGKILL this process (and what it execs) when its parent dies, so a
+    grader that is killed takes its kernels and runners along."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    except (OSError, AttributeError):
+        return  # not Linux
+    if os.getppid() == 1:  # the parent died before the call
+        os._exit(1)
+
+
 def main(argv: list[str] | None = None) -> None:
     args = _parse(sys.argv[1:] if argv is None else argv)
+    if args.die_with_parent:
+        _die_with_parent()
     for name in _LIMITS:
         value = getattr(args, name)
         if value is not None:

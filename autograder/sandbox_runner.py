@@ -29,6 +29,7 @@ import signal
 import struct
 import sys
 import traceback
+import types
 import zipfile
 
 import numpy as np
@@ -423,6 +424,27 @@ def _describe(exc: BaseException) -> dict:
     }
 
 
+def _raised_in(exc: BaseException, function) -> bool:
+    """Whether ``exc`` was raised by ``function``'s own body (not a callee)."""
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    return tb is not None and tb.tb_frame.f_code is getattr(function, "__code__", 0)
+
+
+def _names_used(function) -> list[str]:
+    """Global names a function's code (nested code included) refers to."""
+    code = getattr(function, "__code__", None)
+    if not isinstance(code, types.CodeType):
+        return []
+    names, stack = set(), [code]
+    while stack and len(names) < 1000:
+        code = stack.pop()
+        names.update(n for n in code.co_names if isinstance(n, str))
+        stack.extend(c for c in code.co_consts if isinstance(c, types.CodeType))
+    return sorted(names)[:1000]
+
+
 class Runner:
     def __init__(self, proto_in, proto_out):
         self.proto_in = proto_in
@@ -469,7 +491,8 @@ class Runner:
             and callable(value)
             and not isinstance(value, type(os))
         )
-        return {"ok": True, "cells": cells, "defined": defined}
+        uses = {name: _names_used(namespace[name]) for name in defined}
+        return {"ok": True, "cells": cells, "defined": defined, "uses": uses}
 
     def call(self, header: dict, payload: bytes) -> tuple[dict, bytes]:
         arrays = open_payload(payload)
@@ -494,7 +517,9 @@ class Runner:
         except BaseException as exc:  # noqa: BLE001 - any failure is the student's
             _time_limit(0)
             self.guard()
-            return {"ok": False, "error": _describe(exc)}, b""
+            error = _describe(exc)
+            error["raised_inside"] = _raised_in(exc, function)
+            return {"ok": False, "error": error}, b""
         finally:
             _time_limit(0)
             self.guard()
@@ -553,7 +578,10 @@ def main() -> None:
     os.dup2(devnull, 0)
     os.dup2(devnull, 1)
     sys.stdin = open(os.devnull)  # noqa: SIM115
-    sys.path.insert(0, os.getcwd())
+    # As in a kernel: the working folder, then $PYTHONPATH (read explicitly,
+    # since -I ignores it): the stand-ins and the grader's own dlcourse.
+    extra = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
+    sys.path[0:0] = [os.getcwd(), *extra]
     Runner(proto_in, proto_out).serve()
     os._exit(0)
 

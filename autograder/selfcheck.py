@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import shutil
 import tempfile
+import textwrap
 from collections.abc import Callable
 from functools import partial
 from pathlib import Path
@@ -26,27 +27,25 @@ import nbformat
 from . import REPO_ROOT
 from .course import list_assignments
 from .errors import AutograderError, NotebookNotRecognised, UsageError
-from .feedback import check_messages
 from .grade import (
     DEFAULT_NOTEBOOK_TIMEOUT,
-    ERROR,
-    TIMED_OUT,
     GradeResult,
     GradeTask,
     TemplateInfo,
+    _grade_folders,
     _Job,
     default_cell_timeout,
-    grade_submission,
     prepare_template,
     run_tasks,
     warm_up,
 )
+from .grading.preflight import Settings, run_preflight
 
 __all__ = ["check_notebook", "identify_assignment"]
 
 #: Share of an assignment's grade ids a notebook must carry to be recognised.
 MIN_ID_OVERLAP = 0.5
-#: Characters of a check's message shown in the table.
+#: Width the table's messages are wrapped to (never cut).
 MESSAGE_WIDTH = 100
 
 
@@ -115,31 +114,53 @@ def identify_assignment(
     )
 
 
-def _table(result: GradeResult, messages: dict[str, str]) -> str:
+def _status(cell) -> str:
+    """A student's words for how one graded function did."""
+    if cell is None:
+        return ""
+    if cell.score is not None and cell.score >= cell.max_score:
+        if cell.visible == "not checked":
+            return (
+                "passed (hidden tests; its visible check was skipped because "
+                f"{cell.not_checked_because} fails its own check)"
+            )
+        if cell.hidden == "not verified":
+            return "passed"
+        return "passed (visible check and hidden tests)"
+    message = cell.message.removeprefix("0: ")
+    if cell.visible == "failed":
+        return "failed the visible check: " + message.removeprefix(
+            "visible check failed: "
+        )
+    if cell.hidden == "failed":
+        return "failed the hidden tests: " + message
+    return "failed: " + message
+
+
+def _table(result: GradeResult) -> str:
     rows = [("function", "points", "max", "status")]
     for gid, (score, points) in result.scores.items():
         name = gid[5:] if gid.startswith("test_") else gid
-        status = "passed" if score == points else "failed"
-        message = messages.get(gid, "")
-        if len(message) > MESSAGE_WIDTH:
-            message = message[: MESSAGE_WIDTH - 1] + "…"
         rows.append(
             (
                 name,
                 "-" if score is None else f"{score:g}",
                 f"{points:g}",
-                f"{status}: {message}" if message else status,
+                _status(result.cells.get(gid)),
             )
         )
     rows.append(("total", f"{result.score:g}", f"{result.max_score:g}", ""))
     widths = [max(len(r[i]) for r in rows) for i in range(3)]
-    lines = [
-        "  ".join([r[0].ljust(widths[0]), r[1].rjust(widths[1]), r[2].rjust(widths[2])])
-        + "  "
-        + r[3]
-        for r in rows
-    ]
-    rule = "-" * min(max(len(line.rstrip()) for line in lines), 100)
+    indent = sum(widths) + 6
+    lines = []
+    for r in rows:
+        head = "  ".join(
+            [r[0].ljust(widths[0]), r[1].rjust(widths[1]), r[2].rjust(widths[2])]
+        )
+        wrapped = textwrap.wrap(r[3], width=max(40, MESSAGE_WIDTH - indent)) or [""]
+        lines.append(f"{head}  {wrapped[0]}".rstrip())
+        lines += [" " * indent + more for more in wrapped[1:]]
+    rule = "-" * min(max(len(line.rstrip()) for line in lines), MESSAGE_WIDTH)
     lines.insert(1, rule)
     lines.insert(len(lines) - 1, rule)
     return "\n".join(line.rstrip() for line in lines)
@@ -152,9 +173,14 @@ def check_notebook(
     course_root: Path = REPO_ROOT,
     cell_timeout: int | None = None,
     notebook_timeout: float | None = None,
+    sandbox: bool = True,
     log: Callable[[str], None] = print,
 ) -> GradeResult:
     """Grade one notebook file; print and return the result.
+
+    The notebook is graded exactly as ``grade`` grades a submission: the same
+    intake, pre-flight, sandbox (where bubblewrap works) and verified scoring,
+    so the points it prints are the points the instructor's run gives.
 
     Raises:
         UsageError: if the file does not exist or the assignment is unknown.
@@ -182,9 +208,12 @@ def check_notebook(
     warm_up()
     with tempfile.TemporaryDirectory(prefix="autograder-check-") as tmp:
         tmp = Path(tmp)
-        submission = tmp / "submission"
-        submission.mkdir()
+        # The intake wants <student>/<assignment>/ folders, as in submitted/.
+        submission = tmp / "you" / assignment
+        submission.mkdir(parents=True)
         shutil.copyfile(notebook, submission / name)
+        for extra in _helper_files(course_root, assignment):
+            shutil.copyfile(extra, submission / extra.name)
         template = tmp / "template"
         run_tasks(
             [
@@ -197,38 +226,68 @@ def check_notebook(
             ],
             1,
         )
-        task = GradeTask(
-            assignment, "you", submission, course_root, cell_timeout, limit, template
-        )
-        info = TemplateInfo.load(template)
-        zero = {gid: (0.0, pts) for gid, pts in info.max_scores.items()}
+        run_seed = None
+        if sandbox:
+            from .verify import choose_run_seed
 
-        def fallback(outcome, reason):
-            return GradeResult(assignment, "you", outcome, reason, dict(zero))
+            run_seed = choose_run_seed(assignment, source_root=course_root)
 
-        job = _Job(
-            "check",
-            grade_submission,
-            (task, tmp / "scratch"),
-            tmp / "worker.log",
-            limit,
-            partial(fallback, TIMED_OUT, f"notebook limit ({limit:g} s) reached"),
-            partial(fallback, ERROR),
+        def make_task(assignment: str, student: str, folder: Path) -> GradeTask:
+            return GradeTask(
+                assignment=assignment,
+                student=student,
+                submission_dir=folder,
+                course_root=course_root,
+                cell_timeout=cell_timeout,
+                notebook_timeout=limit,
+                template_dir=template,
+                sandbox=sandbox,
+                run_seed=run_seed,
+            )
+
+        settings = Settings(
+            sandbox=sandbox,
+            require_sandbox=False,
+            fork_kernels=True,
+            cell_timeout=cell_timeout,
+            notebook_timeout=limit,
+            sandbox_limits=(),
         )
-        result = run_tasks([job], 1)["check"]
-        messages = {}
-        if result.autograded_dir is not None:
-            path = Path(result.autograded_dir) / name
-            if path.is_file():
-                messages = check_messages(nbformat.read(str(path), as_version=4))
+        n_notebooks = {assignment: len(TemplateInfo.load(template).notebooks)}
+        (tmp / "run").mkdir()
+        run_preflight(
+            course_root,
+            assignment,
+            template,
+            settings,
+            workdir=tmp / "preflight",
+            grade=partial(
+                _grade_folders, make_task, assignment, tmp / "run", n_notebooks, 1
+            ),
+            log=lambda _line: None,
+        )
+        result = _grade_folders(
+            make_task, assignment, tmp / "run", n_notebooks, 1, {"you": submission}
+        )["you"]
         log(f"{notebook.name}: assignment {assignment}")
-        log(_table(result, messages))
+        log(_table(result))
         log(
             f"outcome: {result.outcome}"
             + (f" ({result.reason})" if result.reason else "")
         )
-        log("Scores of the graded (hidden) tests; their code is not shown.")
+        log(
+            "Each function needs its visible check and its hidden tests to pass; "
+            "the hidden tests' code is not shown."
+        )
     return result
+
+
+def _helper_files(course_root: Path, assignment: str) -> list[Path]:
+    """Files given to students beside the notebook (e.g. frozen helpers)."""
+    folder = Path(course_root) / "release" / assignment
+    if not folder.is_dir():
+        return []
+    return [p for p in sorted(folder.iterdir()) if p.is_file() and p.suffix == ".py"]
 
 
 def _job(key, fn, args, tmp: Path) -> _Job:

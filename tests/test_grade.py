@@ -388,14 +388,14 @@ def test_forked_kernel_sees_what_a_fresh_kernel_sees(tmp_path, monkeypatch, mplb
     seen = {}
     for fork in (True, False):
         task = grade.GradeTask(
-            ASSIGNMENT,
-            "probe",
-            course / "submitted" / "probe" / ASSIGNMENT,
-            course,
-            CELL_LIMIT,
-            NOTEBOOK_LIMIT,
-            template,
-            fork,
+            assignment=ASSIGNMENT,
+            student="probe",
+            submission_dir=course / "submitted" / "probe" / ASSIGNMENT,
+            course_root=course,
+            cell_timeout=CELL_LIMIT,
+            notebook_timeout=NOTEBOOK_LIMIT,
+            template_dir=template,
+            fork_kernels=fork,
         )
         result = grade.grade_submission(task, tmp_path / f"scratch-{fork}")
         assert result.outcome == "graded" and result.score == 30

@@ -180,7 +180,8 @@ def test_bad_limit_options_are_usage_errors(option, message, tmp_path, capsys):
 
 def test_a_memory_limit_given_on_the_command_line_is_enforced(tmp_path, capsys):
     """A 64 MiB address-space limit cannot even start a numpy kernel: the
-    submission gets a definite, zero-score outcome instead of being graded."""
+    pre-flight's reference solution does not start, so nobody is graded (a
+    class of zeros would be wrong) and the command says why."""
     course = tmp_path / "course"
     for folder in ("source", "release"):
         shutil.copytree(REPO_ROOT / folder / ASSIGNMENT, course / folder / ASSIGNMENT)
@@ -188,6 +189,11 @@ def test_a_memory_limit_given_on_the_command_line_is_enforced(tmp_path, capsys):
     folder = course / "submitted" / "someone" / ASSIGNMENT
     folder.mkdir(parents=True)
     shutil.copy(source_notebook(ASSIGNMENT), folder / NAME)
-    main(["grade", "--course", str(course), "--no-progress", "--limit", "memory=64M"])
-    rows = _export(course, capsys)
-    assert rows["someone"]["total"] == "0"
+    code = main(
+        ["grade", "--course", str(course), "--no-progress", "--limit", "memory=64M"]
+    )
+    err = capsys.readouterr().err
+    assert code == 7, err
+    assert "pre-flight of 04_deep_network_step_by_step failed" in err
+    assert "reference solution: kernel died: the kernel did not start" in err
+    assert not (course / "gradebook.db").exists()

@@ -79,7 +79,14 @@ def _describe(value) -> str:
 
 
 def _raised_inside(error: BaseException, fn: Callable) -> bool:
-    """Whether ``error`` was raised by the body of ``fn`` itself."""
+    """Whether ``error`` was raised by the body of ``fn`` itself.
+
+    The grader's stand-ins for functions that run in another process say so on
+    the exception (``__raised_inside__``).
+    """
+    reported = getattr(error, "__raised_inside__", None)
+    if reported is not None:
+        return bool(reported)
     tb = error.__traceback__
     if tb is None:
         return False
@@ -225,7 +232,9 @@ class CaseSet:
         """Graded functions that ``fn`` calls: declared ones, then any it names."""
         declared = list(self.depends_on.get(function, ()))
         graded = {case.function for case in self.cases.values()} - {function}
-        named: set[str] = set()
+        # Stand-ins for functions that run in another process list the names
+        # their code uses (``__names_used__``); real functions have bytecode.
+        named: set[str] = set(getattr(fn, "__names_used__", ()))
         stack = [fn.__code__] if hasattr(fn, "__code__") else []
         while stack:
             code = stack.pop()

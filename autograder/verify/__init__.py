@@ -44,7 +44,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Collection, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NamedTuple
@@ -52,10 +52,19 @@ from typing import NamedTuple
 import nbformat
 import numpy as np
 
-from . import sandbox_runner as protocol
-from .errors import AutograderError
-from .reference import source_notebook_path
-from .sandbox import SANDBOX_SUPPORT, Launch, SandboxConfig, _resolve_sandboxed
+from .. import sandbox_runner as protocol
+from ..errors import AutograderError
+from ..grading.outcomes import ENVIRONMENT_ERRORS
+from ..reference import course_root, source_notebook_path
+from ..sandbox import SANDBOX_SUPPORT, Launch, SandboxConfig, _resolve_sandboxed
+from .visible import (
+    FAILED,
+    NOT_CHECKED,
+    PASSED,
+    run_visible_check,
+    strip_hidden_tests,
+    top_level_statements,
+)
 
 __all__ = [
     "CellVerdict",
@@ -95,11 +104,19 @@ class StudentCodeError(Exception):
 
 
 class CellVerdict(NamedTuple):
-    """Verified result of one test cell: ``points`` is None if not verified."""
+    """Verified result of one test cell: ``points`` is None if not verified.
+
+    ``visible`` and ``hidden`` say how each half of the cell did (``"passed"``,
+    ``"failed"``, ``"not checked"`` for a visible check that skipped its
+    function, ``"not run"``, ``"not verified"``); the cell's points need both.
+    """
 
     points: float | None
     max_points: float
     message: str
+    visible: str = "not run"
+    hidden: str = "not run"
+    broken_dependency: str | None = None
 
 
 class Verification(dict):
@@ -118,6 +135,9 @@ class Verification(dict):
         self.run_seed: int | None = None
         self.notes: list[str] = []
         self.seconds: float = 0.0
+        #: errors of the course's own (locked) cells that mean the grading
+        #: environment is broken (see ``ENVIRONMENT_ERRORS``).
+        self.locked_errors: list[str] = []
 
     @property
     def total(self) -> tuple[float, float]:
@@ -151,6 +171,11 @@ class _Source:
     solution_ids: set[str]
     prelude: str
     defs: dict[str, tuple[str, set[str]]] = field(default_factory=dict)
+    root: Path = Path()  # the course root whose source/ this is
+    #: grade_id -> the test cell's visible check (hidden block removed).
+    visible: dict[str, str] = field(default_factory=dict)
+    #: grade_id -> top-level statements of the trusted cells before it.
+    before: dict[str, list[str]] = field(default_factory=dict)
 
 
 def _nbgrader(cell) -> dict:
@@ -196,6 +221,9 @@ def _load_source(path: Path) -> _Source:
     prelude: list[str] = []
     defs: dict[str, tuple[str, set[str]]] = {}
     keep = (ast.Import, ast.ImportFrom)
+    visible: dict[str, str] = {}
+    before: dict[str, list[str]] = {}
+    trusted: list[str] = []  # setup and plain cells seen so far
     for index, cell in enumerate(nb.cells):
         if cell.cell_type != "code":
             continue
@@ -203,8 +231,12 @@ def _load_source(path: Path) -> _Source:
         grade_id = meta.get("grade_id")
         is_setup = "setup" in cell.metadata.get("tags", [])
         where = f"{path.name} cell {index}"
+        if not meta.get("grade") and not meta.get("solution"):
+            trusted.append(cell.source)
         if meta.get("grade"):
             test_ids.add(grade_id)
+            visible[grade_id] = strip_hidden_tests(cell.source)
+            before[grade_id] = top_level_statements(trusted)
             max_points[grade_id] = float(meta.get("points", 0))
             namespace: dict = {}
             tree = ast.parse(cell.source)
@@ -248,6 +280,9 @@ def _load_source(path: Path) -> _Source:
         solution_ids,
         "\n".join(prelude),
         defs,
+        path.resolve().parents[2],
+        visible,
+        before,
     )
 
 
@@ -320,14 +355,16 @@ def _student_cells(nb, source: _Source) -> list[dict]:
         if grade_id in source.test_ids or meta.get("grade"):
             continue
         if grade_id in source.locked:
-            cells.append({"label": label, "source": source.locked[grade_id]})
+            cells.append(
+                {"label": label, "source": source.locked[grade_id], "locked": True}
+            )
             seen_setup.add(grade_id)
         elif grade_id in source.solution_ids:
             cells.append({"label": label, "source": cell.source})
         else:
             cells.append({"label": label, "source": cell.source, "only": "definitions"})
     missing = [
-        {"label": f"setup ({g})", "source": source.locked[g]}
+        {"label": f"setup ({g})", "source": source.locked[g], "locked": True}
         for g in source.setup_ids
         if g not in seen_setup
     ]
@@ -494,7 +531,10 @@ def _student_exception(error: Mapping) -> BaseException:
     kind = str(error.get("type", "Exception"))[:100]
     message = str(error.get("message", ""))[:4000]
     if error.get("not_implemented"):
-        return NotImplementedError(message or "not implemented")
+        exc = NotImplementedError(message or "not implemented")
+        # Raised by the function's own body (not written yet), not by a callee.
+        exc.__raised_inside__ = bool(error.get("raised_inside"))
+        return exc
     if kind == "UnsupportedOutput":
         return StudentCodeError(f"your function returned {message}")
     cls = _BUILTIN_ERRORS.get(kind)
@@ -521,11 +561,17 @@ class _Session:
         self.deadline = deadline
         self.channel: _Channel | None = None
         self.defined: list[str] = []
+        #: name -> global names its code refers to (as the runner read them).
+        self.uses: dict[str, tuple[str, ...]] = {}
         self.load_errors: list[str] = []
+        self.locked_errors: list[str] = []
         self.restarts = 0
         self.fatal: str | None = None
         self.forbidden: set[str] = set()
         self.sandboxed: bool | None = None
+        #: grade_id -> VisibleVerdict, so a test cell graded twice (one cell,
+        #: two functions) runs its visible check once.
+        self.seen_visible: dict = {}
 
     def remaining(self) -> float:
         return self.deadline - time.monotonic()
@@ -564,16 +610,28 @@ class _Session:
             self.fatal = "the process running your code sent a malformed reply"
             raise RunnerFailure(self.fatal)
         self.defined = defined
+        uses = reply.get("uses")
+        uses = uses if isinstance(uses, dict) else {}
+        self.uses = {
+            name: tuple(str(n) for n in uses.get(name, []) if isinstance(n, str))
+            for name in defined
+            if isinstance(uses.get(name, []), list)
+        }
         self.load_errors = []
-        for cell in (
-            reply.get("cells", []) if isinstance(reply.get("cells"), list) else []
-        ):
+        self.locked_errors = []
+        replies = reply.get("cells", [])
+        replies = replies if isinstance(replies, list) else []
+        for sent, cell in zip(self.cells, replies, strict=False):
             error = cell.get("error") if isinstance(cell, dict) else None
-            if isinstance(error, dict):
-                self.load_errors.append(
-                    f"{cell.get('label')}: {error.get('type')}: "
-                    f"{str(error.get('message'))[:300]}"
-                )
+            if not isinstance(error, dict):
+                continue
+            line = (
+                f"{sent['label']}: {error.get('type')}: "
+                f"{str(error.get('message'))[:300]}"
+            )
+            self.load_errors.append(line)
+            if sent.get("locked") and error.get("type") in ENVIRONMENT_ERRORS:
+                self.locked_errors.append(line)
 
     def call(self, name: str, args, kwargs, patch: list[str]):
         self.ensure_runner()
@@ -660,6 +718,10 @@ class RemoteFunction:
         self._session = session
         self._namespace = namespace
         self._reference = reference
+        # What a visible check reads of a function to tell which exercises it
+        # calls (dlcourse.testcases): where to look them up, and their names.
+        self.__globals__ = namespace
+        self.__names_used__ = session.uses.get(name, ())
 
     def __call__(self, *args, **kwargs):
         patch = []
@@ -743,6 +805,11 @@ def reference_failures(
 
 
 def _reference_failures(source: _Source, run_seed: int | None) -> list[str]:
+    with course_root(source.root):
+        return _reference_failures_here(source, run_seed)
+
+
+def _reference_failures_here(source: _Source, run_seed: int | None) -> list[str]:
     failures = []
     for cell in source.cells:
         namespace = dict(cell.grader.reference)
@@ -859,22 +926,32 @@ def verify_submission(
     )
     order = [c.function for c in source.cells]
     try:
-        for position, cell in enumerate(source.cells):
-            session.forbidden = set(order[position:])
-            result[cell.grade_id] = _grade_cell(cell, session, run_seed)
+        with course_root(source.root):
+            for position, cell in enumerate(source.cells):
+                session.forbidden = set(order[position:])
+                result[cell.grade_id] = _grade_cell(cell, session, run_seed)
     finally:
         session.close()
     result.sandboxed = session.sandboxed
     if session.sandboxed is False:
         result.notes.append("UNSANDBOXED: the student's code ran without the sandbox")
     result.notes += session.load_errors
+    result.locked_errors = list(session.locked_errors)
     if session.restarts:
         result.notes.append(f"the runner was restarted {session.restarts} time(s)")
     result.seconds = time.monotonic() - started
     return result
 
 
+def _proxies(session: _Session, reference: Mapping) -> dict:
+    namespace: dict = {}
+    for name in session.defined:
+        namespace[name] = RemoteFunction(name, session, namespace, reference)
+    return namespace
+
+
 def _grade_cell(cell: GradedCell, session: _Session, run_seed) -> CellVerdict:
+    """The cell's points: its visible check, then its hidden test, both here."""
     full = cell.points
     try:
         session.ensure_runner()
@@ -882,24 +959,57 @@ def _grade_cell(cell: GradedCell, session: _Session, run_seed) -> CellVerdict:
         return CellVerdict(0.0, full, f"0: {exc}")
     grader = cell.grader
     reference = grader.reference
-    namespace: dict = {}
-    for name in session.defined:
-        namespace[name] = RemoteFunction(name, session, namespace, reference)
+    seen = session.source.visible.get(cell.grade_id)
+    visible = PASSED
+    broken = None
+    if seen is not None and session.seen_visible.get(cell.grade_id) is None:
+        try:
+            verdict = run_visible_check(
+                seen,
+                prelude=session.source.prelude,
+                statements=session.source.before.get(cell.grade_id, []),
+                functions=_proxies(session, reference),
+                student_names=set(session.source.defs),
+            )
+        except RunnerFailure as exc:
+            return CellVerdict(0.0, full, f"0: {exc}", FAILED)
+        session.seen_visible[cell.grade_id] = verdict
+    if seen is not None:
+        verdict = session.seen_visible[cell.grade_id]
+        visible, broken = verdict.status, verdict.broken_dependency
+        if visible == FAILED:
+            return CellVerdict(
+                0.0, full, f"0: visible check failed: {verdict.message}", FAILED
+            )
+    namespace = _proxies(session, reference)
+
+    def failed(message: str, hidden: str = FAILED) -> CellVerdict:
+        return CellVerdict(0.0, full, message, visible, hidden, broken)
+
     try:
         with fresh_inputs(run_seed, {cell.module}):
             grader.grade(cell.function, namespace)
     except _Unverifiable as exc:
-        return CellVerdict(None, full, f"not verified: {exc}")
+        return CellVerdict(
+            None, full, f"not verified: {exc}", visible, "not verified", broken
+        )
     except NotImplementedError as exc:
-        return CellVerdict(0.0, full, f"0: {cell.function} is not implemented ({exc})")
+        return failed(f"0: {cell.function} is not implemented ({exc})")
     except RunnerFailure as exc:
-        return CellVerdict(0.0, full, f"0: {exc}")
+        return failed(f"0: {exc}")
     except StudentCodeError as exc:
-        return CellVerdict(0.0, full, f"0: {cell.function}: {exc}")
+        return failed(f"0: {cell.function}: {exc}")
     except Exception as exc:  # noqa: BLE001 - any failed check costs the cell
         text = str(exc).strip() or type(exc).__name__
-        return CellVerdict(0.0, full, f"0: {type(exc).__name__}: {text}")
-    return CellVerdict(full, full, "passed the hidden tests (verified)")
+        return failed(f"0: {type(exc).__name__}: {text}")
+    return CellVerdict(
+        full,
+        full,
+        "passed the visible check and the hidden tests (verified)",
+        visible,
+        PASSED,
+        broken,
+    )
 
 
 # --- nbgrader vs verified ---------------------------------------------------------
@@ -919,23 +1029,21 @@ class Reconciled(NamedTuple):
 def reconcile(
     nbgrader_scores: Mapping[str, float | None],
     verification: Mapping[str, CellVerdict],
-    unchecked: Collection[str] = (),
 ) -> dict[str, Reconciled]:
     """Set nbgrader's in-notebook scores against the verified ones.
 
-    The verified score counts wherever there is one; a disagreement is flagged
-    with a note for the export and the feedback. Cells without a verified score
-    keep nbgrader's.
+    The verified score counts wherever there is one. Inside the sandbox the
+    notebook's own run can only decide the visible check (its hidden tests are a
+    stand-in), so a disagreement is a cell whose in-notebook result differs from
+    the trusted run of the *same* visible check: the student's kernel passed a
+    check the grader's run of it fails, or the other way round. A check that
+    skipped its function (``"not checked"``) passes on both sides.
 
     Args:
         nbgrader_scores: ``{grade_id: points}`` from the gradebook (None or a
-            missing key: nbgrader did not score it, e.g. the kernel died).
+            missing key: nbgrader did not score it, e.g. the kernel died; never
+            a disagreement, the outcome says why).
         verification: the result of :func:`verify_submission`.
-        unchecked: test cells whose visible check skipped the function in the
-            notebook run (it calls an earlier exercise that fails its own
-            check, see ``dlcourse.testcases.NOT_CHECKED``). Their in-notebook
-            score tested nothing, so a difference is not flagged; the verified
-            score still counts.
     """
     out = {}
     for grade_id in sorted(set(nbgrader_scores) | set(verification)):
@@ -946,18 +1054,18 @@ def reconcile(
             note = verdict.message if verdict else "not verified"
             out[grade_id] = Reconciled(nb, full, nb, None, False, note)
             continue
-        disagree = nb is None or abs(float(nb) - verdict.points) > 1e-9
-        if disagree and nb is not None and grade_id in unchecked:
-            disagree = False
+        disagree = False
+        if nb is not None and verdict.visible in (PASSED, FAILED, NOT_CHECKED):
+            notebook_passed = float(nb) >= verdict.max_points - 1e-9
+            disagree = notebook_passed != (verdict.visible != FAILED)
+        note = verdict.message
         if disagree:
-            shown = "no score" if nb is None else f"{nb:g}/{verdict.max_points:g}"
+            shown = f"{nb:g}/{verdict.max_points:g}"
             note = (
-                f"DISAGREEMENT: the notebook run gave {shown}, the verified run "
-                f"{verdict.points:g}/{verdict.max_points:g}; the verified score "
-                f"counts. {verdict.message}"
+                f"the notebook's own run gave {shown}, the grader's run of the same "
+                f"visible check {verdict.visible}; the verified score "
+                f"{verdict.points:g}/{verdict.max_points:g} counts. {verdict.message}"
             )
-        else:
-            note = verdict.message
         out[grade_id] = Reconciled(
             verdict.points, verdict.max_points, nb, verdict.points, disagree, note
         )
