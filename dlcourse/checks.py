@@ -25,6 +25,7 @@ __all__ = [
     "CheckFailure",
     "check",
     "compare",
+    "format_value",
     "patched_globals",
 ]
 
@@ -71,10 +72,24 @@ def _format_array(values: np.ndarray) -> str:
         return np.array2string(np.asarray(values), separator=" ")
 
 
+def _is_integer_valued(values: np.ndarray) -> bool:
+    """Whether every value is a whole number (counts, sizes, 0/1 labels)."""
+    if np.issubdtype(values.dtype, np.integer) or values.dtype == np.bool_:
+        return True
+    finite = np.isfinite(values)
+    return bool(np.all(finite)) and bool(np.all(values == np.round(values)))
+
+
 def _value_hints(got: np.ndarray, expected: np.ndarray, *, m: int | None) -> list[str]:
-    """Name the common mistake that turns ``expected`` into ``got``, if any."""
+    """Name the common mistake that turns ``expected`` into ``got``, if any.
+
+    Whole-number outputs (sizes, labels) get no guess: a ratio or a sign between
+    two small integers says nothing about the mistake behind them.
+    """
     hints = []
     close = dict(rtol=1e-6, atol=1e-9)
+    if _is_integer_valued(expected):
+        return hints
     if expected.ndim == 2 and got.shape == expected.shape[::-1]:
         if np.allclose(got, expected.T, **close):
             return ["the values are right but transposed"]
@@ -94,10 +109,20 @@ def _value_hints(got: np.ndarray, expected: np.ndarray, *, m: int | None) -> lis
                 )
             elif m is not None and np.isclose(ratio, 1.0 / m, rtol=1e-6):
                 hints.append(
-                    f"every value is {m} (= m) times too small: is 1/m applied twice?"
+                    f"every value is {m} (= m) times too small: is there a 1/m too "
+                    "many? (dA and dZ carry no 1/m; only dW and db do)"
                 )
             else:
                 hints.append(f"every value is off by the same factor ({ratio:.6g})")
+    if not hints and got.size > 1:
+        same_values = np.allclose(
+            np.sort(got, axis=None), np.sort(expected, axis=None), **close
+        )
+        if same_values:
+            hints.append(
+                "the right values, but in the wrong places: check how the array "
+                "is reshaped (which axis is which) or indexed"
+            )
     return hints
 
 
@@ -152,6 +177,39 @@ def _compare_arrays(got, expected, path, *, rtol, atol, m) -> _Mismatch | None:
         f"  got:\n{_indent(_format_array(got64))}"
     )
     return _Mismatch(path, message, _value_hints(got64, exp64, m=m))
+
+
+def format_value(value, digits: int = 8) -> str:
+    """Format a number or an array for a notebook's demo print, whatever it is.
+
+    A demo cell must not crash before the visible check can explain what is
+    wrong: a number that came back as an array of shape (1, 1), a string or None
+    is shown as it is, with its shape, instead of failing inside an f-string.
+
+    Args:
+        value: a Python or numpy number, a 0-d array, an array, or anything else.
+        digits: digits after the decimal point for floats.
+
+    Returns:
+        ``"0.04110238"`` for a number; ``"array of shape (1, 1): [[0.04110238]]"``
+        for an array with more than zero dimensions; ``repr(value)`` otherwise.
+    """
+    if isinstance(value, (bool, np.bool_)):
+        return repr(value)
+    if isinstance(value, (int, np.integer)):
+        return str(int(value))
+    if isinstance(value, (float, np.floating)) or (
+        isinstance(value, np.ndarray) and value.shape == ()
+    ):
+        try:
+            return f"{float(value):.{digits}f}"
+        except (TypeError, ValueError):
+            return repr(value)
+    if isinstance(value, np.ndarray):
+        with np.printoptions(precision=digits, suppress=True):
+            text = np.array2string(value, separator=" ")
+        return f"array of shape {value.shape}: {text}"
+    return repr(value)
 
 
 def _indent(text: str, prefix: str = "    ") -> str:

@@ -15,7 +15,18 @@ from collections.abc import Callable, Sequence
 import matplotlib.pyplot as plt
 import numpy as np
 
-__all__ = ["plot_costs", "plot_decision_boundary", "show_image_grid"]
+__all__ = [
+    "DIAGRAM_COLOURS",
+    "draw_diagram",
+    "draw_logistic_unit",
+    "draw_one_hidden_layer_network",
+    "plot_costs",
+    "plot_decision_boundary",
+    "show_image_grid",
+]
+
+#: Box colours of the diagrams: forward steps, backward steps, stored values.
+DIAGRAM_COLOURS = {"forward": "#d6e6f5", "backward": "#f6d8cf", "stored": "#ececec"}
 
 # Points per side of the grid on which a classifier is evaluated: fine enough for
 # a smooth boundary, small enough (250 x 250 = 62 500 points) to take milliseconds.
@@ -199,3 +210,138 @@ def show_image_grid(
         fig.suptitle(suptitle)
     fig.tight_layout()
     return fig
+
+
+# ------------------------------------------------------------------- diagrams
+
+
+def _arrow_sides(start, end):
+    """Anchor points (in box coordinates) for an arrow from ``start`` to ``end``."""
+    (x0, y0), (x1, y1) = start, end
+    if abs(x1 - x0) >= abs(y1 - y0):
+        return ((1, 0.5), (0, 0.5)) if x1 > x0 else ((0, 0.5), (1, 0.5)), True
+    return ((0.5, 0), (0.5, 1)) if y1 < y0 else ((0.5, 1), (0.5, 0)), False
+
+
+def draw_diagram(nodes, arrows, *, size, title, ax=None):
+    """Draw labelled boxes joined by arrows: the course's block diagrams.
+
+    Args:
+        nodes: ``{key: (x, y, text, colour)}``; a colour of None draws plain text
+            without a box. Colours of :data:`DIAGRAM_COLOURS` keep figures alike.
+        arrows: ``[(from_key, to_key, label, dashed), ...]``.
+        size: figure size in inches, used when ``ax`` is None.
+        title: the figure's title.
+        ax: matplotlib Axes to draw on (a new figure if None).
+
+    Returns:
+        The Axes.
+
+    Raises:
+        KeyError: if an arrow names a node that is not in ``nodes``.
+    """
+    for start, end, *_ in arrows:
+        for key in (start, end):
+            if key not in nodes:
+                raise KeyError(f"arrow {start!r} -> {end!r}: no node {key!r}")
+    if ax is None:
+        _, ax = plt.subplots(figsize=size)
+    boxes = {}
+    for key, (x, y, text, colour) in nodes.items():
+        frame = dict(boxstyle="round,pad=0.45", fc=colour, ec="0.35")
+        boxes[key] = ax.text(
+            x, y, text, ha="center", va="center", fontsize=10,
+            bbox=frame if colour else None,
+        )  # fmt: skip
+    for start, end, label, dashed in arrows:
+        (tail, head), across = _arrow_sides(nodes[start][:2], nodes[end][:2])
+        ax.annotate(
+            "",
+            xy=head,
+            xycoords=boxes[end],
+            xytext=tail,
+            textcoords=boxes[start],
+            arrowprops=dict(
+                arrowstyle="-|>", color="0.25", lw=1.2,
+                linestyle="--" if dashed else "-",
+            ),
+        )  # fmt: skip
+        if label:
+            (x0, y0), (x1, y1) = nodes[start][:2], nodes[end][:2]
+            dx, dy = (0, 0.22) if across else (0.12, 0)
+            ax.text(
+                (x0 + x1) / 2 + dx, (y0 + y1) / 2 + dy, label, fontsize=9,
+                ha="center" if across else "left", va="center",
+            )  # fmt: skip
+    xs = [x for x, *_ in nodes.values()]
+    ys = [y for _, y, *_ in nodes.values()]
+    ax.set_xlim(min(xs) - 0.8, max(xs) + 0.8)
+    ax.set_ylim(min(ys) - 0.5, max(ys) + 0.5)
+    ax.axis("off")
+    ax.set_title(title, fontsize=11)
+    return ax
+
+
+def draw_logistic_unit(n_shown: int = 3, ax=None):
+    """Draw logistic regression as one unit: inputs, weighted sum, sigmoid, cost.
+
+    Args:
+        n_shown: how many of the n_x inputs to draw (the rest are dots).
+        ax: matplotlib Axes to draw on (a new figure if None).
+
+    Returns:
+        The Axes.
+    """
+    forward, stored = DIAGRAM_COLOURS["forward"], DIAGRAM_COLOURS["stored"]
+    nodes, arrows = {}, []
+    rows = [f"$x_{i}$" for i in range(1, n_shown + 1)] + ["⋮", "$x_{n_x}$"]
+    top = (len(rows) - 1) / 2
+    for k, text in enumerate(rows):
+        nodes[f"x{k}"] = (0, top - k, text, None if text == "⋮" else stored)
+        if text != "⋮":
+            label = "$w_{n_x}$" if k == len(rows) - 1 else f"$w_{k + 1}$"
+            arrows.append((f"x{k}", "z", label, False))
+    nodes["z"] = (3, 0, "$z = w^T x + b$", forward)
+    nodes["a"] = (5.6, 0, "$a = \\sigma(z)$", forward)
+    nodes["L"] = (8.4, 0, "loss\n$\\mathcal{L}(a, y)$", stored)
+    arrows += [("z", "a", "", False), ("a", "L", "$\\hat{y} = a$", False)]
+    return draw_diagram(
+        nodes, arrows, size=(10, 3.6), ax=ax,
+        title="Logistic regression: one unit, a weighted sum of the pixels "
+        "and a sigmoid",
+    )  # fmt: skip
+
+
+def draw_one_hidden_layer_network(n_x: int = 2, n_h: int = 4, ax=None):
+    """Draw the network of assignment 02: n_x inputs, n_h tanh units, one sigmoid.
+
+    Args:
+        n_x: number of inputs drawn.
+        n_h: number of hidden units drawn.
+        ax: matplotlib Axes to draw on (a new figure if None).
+
+    Returns:
+        The Axes.
+
+    Raises:
+        ValueError: if ``n_x`` or ``n_h`` is not between 1 and 8.
+    """
+    for name, value in (("n_x", n_x), ("n_h", n_h)):
+        if not 1 <= value <= 8:
+            raise ValueError(f"{name} = {value}, expected 1 to 8 units to draw")
+    forward, stored = DIAGRAM_COLOURS["forward"], DIAGRAM_COLOURS["stored"]
+    nodes, arrows = {}, []
+    for i in range(n_x):
+        nodes[f"x{i}"] = (0, (n_x - 1) / 2 - i, f"$x_{i + 1}$", stored)
+    for j in range(n_h):
+        nodes[f"h{j}"] = (3, (n_h - 1) / 2 - j, f"$a^{{[1]}}_{j + 1}$ (tanh)", forward)
+        arrows += [(f"x{i}", f"h{j}", "", False) for i in range(n_x)]
+        arrows.append((f"h{j}", "out", "", False))
+    nodes["out"] = (6.2, 0, "$a^{[2]} = \\sigma(z^{[2]})$", forward)
+    nodes["yhat"] = (9, 0, "$\\hat{y}$: 1 if $a^{[2]} > 0.5$", None)
+    arrows.append(("out", "yhat", "", False))
+    return draw_diagram(
+        nodes, arrows, size=(10, 1.2 + 0.9 * max(n_x, n_h)), ax=ax,
+        title=f"One hidden layer: {n_x} inputs, {n_h} tanh units "
+        "($W^{[1]}, b^{[1]}$), one sigmoid output ($W^{[2]}, b^{[2]}$)",
+    )  # fmt: skip

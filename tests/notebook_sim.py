@@ -98,3 +98,27 @@ def run_test_cells(namespace: dict, graded: Sequence[str], grader) -> dict[str, 
         except Exception as exc:  # noqa: BLE001 - any error fails the test cell
             failures[f"test_{name}"] = f"{out.getvalue()}{type(exc).__name__}: {exc}"
     return failures
+
+
+def demo_outputs(assignment: str) -> list[tuple[int, str]]:
+    """Run every demo cell (tag ``expected-output``) in-process, in order.
+
+    The setup and solution cells run first (:func:`notebook_namespace`), then each
+    demo cell in notebook order, with its printed text captured.
+
+    Returns:
+        ``[(index of the demo cell, what it printed), ...]``.
+    """
+    namespace = notebook_namespace(assignment)
+    printed = []
+    with _importable(source_notebook_path(assignment).parent):
+        for index, cell in enumerate(notebook(assignment).cells):
+            if "expected-output" not in cell.metadata.get("tags", []):
+                continue
+            out = io.StringIO()
+            with contextlib.redirect_stdout(out):
+                exec(
+                    compile(cell.source, f"{assignment}:demo{index}", "exec"), namespace
+                )  # noqa: S102
+            printed.append((index, out.getvalue()))
+    return printed

@@ -111,9 +111,9 @@ MUTANTS = {
         "cross_entropy_one_hot": [
             ("cost = -np.sum(Y * np.log(A)) / m", "cost = -np.sum(Y * np.log(A))")
         ],
-        "delta_cross_entropy": [("dZ = (A - Y) / m", "dZ = A - Y")],
+        "delta_cross_entropy": [("dZ = A - Y", "dZ = (A - Y) / m")],
         "delta_cross_entropy_one_hot": [
-            ("    dZ = (softmax(Z) - Y) / m", "    dZ = softmax(Z) - Y")
+            ("    dZ = softmax(Z) - Y", "    dZ = (softmax(Z) - Y) / m")
         ],
         "initialize_softmax": [
             (
@@ -124,8 +124,8 @@ MUTANTS = {
         "softmax_forward": [("Z = np.dot(W1, X) + b1", "Z = np.dot(W1, X)")],
         "softmax_backward": [
             (
-                "db1 = np.sum(dZ, axis=1, keepdims=True)",
-                "db1 = np.mean(dZ, axis=1, keepdims=True)",
+                "db1 = np.sum(dZ, axis=1, keepdims=True) / m",
+                "db1 = np.mean(dZ, axis=1, keepdims=True) / m",
             )
         ],
         "train_softmax": [
@@ -257,7 +257,7 @@ def test_reference_softmax_model_with_two_classes_is_the_sigmoid_model():
     assert reference["cross_entropy"](Z, y) == pytest.approx(logistic, rel=1e-12)
     # Gradient of the logistic model with respect to the score difference.
     dZ = reference["delta_cross_entropy"](Z, y)
-    np.testing.assert_allclose(dZ[1], (a - y[0]) / 9, rtol=1e-10)
+    np.testing.assert_allclose(dZ[1], a - y[0], rtol=1e-10)
     np.testing.assert_allclose(dZ[0], -dZ[1], rtol=1e-10)
 
 
@@ -292,7 +292,8 @@ def test_reference_gradients_match_centred_differences():
     Z = rng.standard_normal((4, 5))
     y = rng.integers(0, 4, size=(1, 5))
     numerical = numerical_gradient(lambda Z: soft["cross_entropy"](Z, y), Z.copy())
-    assert _norm_error(soft["delta_cross_entropy"](Z, y), numerical) < 1e-8
+    # dZ holds each example's gradient: the averaged cost's is dZ / m.
+    assert _norm_error(soft["delta_cross_entropy"](Z, y) / 5, numerical) < 1e-8
 
 
 # ------------------------------------------------- the widget's computation

@@ -132,3 +132,25 @@ def test_patched_globals_restores_and_removes():
     with patched_globals(namespace, f=2, g=3):
         assert namespace == {"f": 2, "g": 3}
     assert namespace == {"f": 1}
+
+
+@pytest.mark.parametrize(
+    ("value", "shown"),
+    [
+        (0.041102381, "0.04110238"),
+        (np.float64(0.5), "0.50000000"),
+        (np.array(0.25), "0.25000000"),
+        (3, "3"),
+        (np.array([[0.041102381]]), "array of shape (1, 1): [[0.04110238]]"),
+        (None, "None"),
+    ],
+)
+def test_format_value_never_crashes_a_demo_print(value, shown):
+    from dlcourse.checks import format_value
+
+    assert format_value(value) == shown
+
+
+def test_integer_outputs_get_no_guessed_factor_or_sign():
+    assert "Hint" not in compare(3, 5)
+    assert "Hint" not in compare(np.array([[0, 0, 1]]), np.array([[1, 0, 0]]))

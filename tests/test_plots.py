@@ -159,3 +159,48 @@ def test_image_grid_accepts_colour_images_an_array_and_no_titles():
 def test_image_grid_rejects_bad_input(images, titles, ncols, message):
     with pytest.raises(ValueError, match=message):
         plots.show_image_grid(images, titles, ncols=ncols)
+
+
+# ------------------------------------------------------------------- diagrams
+
+
+def _boxed_texts(ax):
+    return [t.get_text() for t in ax.texts if t.get_bbox_patch() is not None]
+
+
+def test_draw_diagram_draws_one_box_per_coloured_node_and_one_arrow_per_edge():
+    nodes = {
+        "a": (0, 0, "A", plots.DIAGRAM_COLOURS["forward"]),
+        "b": (2, 0, "B", plots.DIAGRAM_COLOURS["stored"]),
+        "c": (4, 0, "plain", None),
+    }
+    ax = plots.draw_diagram(
+        nodes, [("a", "b", "x", False), ("b", "c", "", True)], size=(4, 2), title="t"
+    )
+    assert sorted(_boxed_texts(ax)) == ["A", "B"]
+    arrows = [c for c in ax.get_children() if type(c).__name__ == "Annotation"]
+    assert len(arrows) == 2
+    assert ax.get_title() == "t"
+
+
+def test_draw_diagram_names_an_arrow_to_a_missing_node():
+    with pytest.raises(KeyError, match="no node 'z'"):
+        plots.draw_diagram({"a": (0, 0, "A", None)}, [("a", "z", "", False)],
+                           size=(2, 2), title="")  # fmt: skip
+
+
+def test_logistic_unit_shows_the_sum_the_sigmoid_and_the_loss():
+    texts = " ".join(_boxed_texts(plots.draw_logistic_unit()))
+    assert "w^T x + b" in texts and "sigma(z)" in texts and "mathcal{L}" in texts
+
+
+@pytest.mark.parametrize(("n_x", "n_h"), [(2, 4), (3, 1)])
+def test_one_hidden_layer_network_draws_every_unit(n_x, n_h):
+    boxes = _boxed_texts(plots.draw_one_hidden_layer_network(n_x=n_x, n_h=n_h))
+    assert sum("tanh" in t for t in boxes) == n_h
+    assert sum(t.startswith("$x_") for t in boxes) == n_x
+
+
+def test_one_hidden_layer_network_rejects_sizes_it_cannot_draw():
+    with pytest.raises(ValueError, match="n_h = 0"):
+        plots.draw_one_hidden_layer_network(n_h=0)

@@ -171,8 +171,15 @@ def _update_parameters(namespace, reference):
         parameters = _parameters(rng, n_x, n_h, n_y)
         grads = {"d" + k: v for k, v in _parameters(rng, n_x, n_h, n_y).items()}
         inputs.append(((parameters, grads), extra))
+    # One rule for the whole course (as in assignment 04): update_parameters may
+    # write into the dict it is given, as long as it returns the updated one.
+    student = namespace["update_parameters"]
+
+    def update_parameters(parameters, grads, **kwargs):
+        return student(copy.deepcopy(parameters), grads, **kwargs)
+
     GRADER.compare(
-        namespace,
+        {"update_parameters": update_parameters},
         reference,
         "update_parameters",
         inputs,

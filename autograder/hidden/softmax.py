@@ -184,7 +184,11 @@ def _cost_test(namespace, reference, name: str, *, one_hot: bool, seed: int):
 
 
 def _gradient_test(namespace, reference, name: str, *, one_hot: bool, seed: int):
-    """dZ of the cost, integer or one-hot labels: reference and centred differences."""
+    """dZ, integer or one-hot labels: reference and centred differences.
+
+    In the course's convention dZ holds each example's own gradient (no 1/m), so
+    m times the numerical gradient of the averaged cost is what it must match.
+    """
     rng = np.random.default_rng(seed)
     _compare(
         namespace,
@@ -199,7 +203,7 @@ def _gradient_test(namespace, reference, name: str, *, one_hot: bool, seed: int)
     for C, m in [(3, 4), (5, 2), (2, 6)]:
         Z, y = _scores(rng, C, m), _labels(rng, C, m)
         dZ = _call(namespace, reference, name, Z, _labelled(y, C, one_hot))
-        numerical = numerical_gradient(lambda Z, y=y: cost(Z, y), Z.copy())
+        numerical = m * numerical_gradient(lambda Z, y=y: cost(Z, y), Z.copy())
         GRADER.assert_gradient("dZ", dZ, numerical, f"Z ({C}, {m})")
 
 

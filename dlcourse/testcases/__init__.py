@@ -106,6 +106,11 @@ class Case:
         output_name: how to call the output in messages.
         m: number of examples in the inputs, so a missing ``1/m`` is named.
         rtol, atol: comparison tolerances.
+        diagnoses: typical slips this case can recognise. Each is called, only
+            when the check fails, as ``diagnose(args, kwargs, got, fn)`` with
+            fresh inputs, what the student's ``fn`` returned, and ``fn`` itself
+            (its ``__globals__`` hold the student's other functions); it returns
+            a hint naming the slip, or None.
     """
 
     function: str
@@ -115,6 +120,7 @@ class Case:
     m: int | None = None
     rtol: float = 1e-7
     atol: float = 1e-9
+    diagnoses: tuple[Callable, ...] = ()
 
 
 class CaseSet:
@@ -225,8 +231,25 @@ class CaseSet:
                 if problem:
                     break
         if problem:
+            for hint in self._diagnose(case, got, fn):
+                problem += f"\n  Hint: {hint}"
             raise CheckFailure(f"{label}: {problem}")
         return got
+
+    @staticmethod
+    def _diagnose(case: Case, got, fn: Callable) -> list[str]:
+        """The hints of every slip of ``case`` that explains ``got``."""
+        hints = []
+        for diagnose in case.diagnoses:
+            args, kwargs = case.make_inputs()
+            try:
+                with contextlib.redirect_stdout(io.StringIO()):
+                    hint = diagnose(args, kwargs, got, fn)
+            except Exception:  # noqa: BLE001 - a diagnosis never hides the failure
+                hint = None
+            if hint:
+                hints.append(hint)
+        return hints
 
     def _called_exercises(self, function: str, fn: Callable) -> list[str]:
         """Graded functions that ``fn`` calls: declared ones, then any it names."""

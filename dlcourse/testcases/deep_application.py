@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import Case, CaseSet
+from . import Case, CaseSet, _slips
 
 __all__ = ["ASSIGNMENT", "CASES", "check", "expected", "inputs"]
 
@@ -66,6 +66,28 @@ def _predict():
 
 _MODEL_ARGS = ("X", "Y", "layers_dims")
 
+
+def _two_layer_start(args, kwargs, namespace):
+    # The models seed numpy's global generator themselves, with 1.
+    np.random.seed(1)  # noqa: NPY002
+    return namespace["initialize_parameters"](*args[2])
+
+
+def _deep_start(args, kwargs, namespace):
+    np.random.seed(1)  # noqa: NPY002
+    return namespace["initialize_parameters_deep"](args[2])
+
+
+def _model_slips(start):
+    """The slips a training loop's check recognises (``start``: its initial state)."""
+    return (
+        _slips.returns_initial_parameters(
+            parameters_of=lambda got: got[0], initial=start
+        ),
+        _slips.ignores_learning_rate(position=3, other=0.05),
+    )
+
+
 CASES = CaseSet(
     ASSIGNMENT,
     {
@@ -75,6 +97,7 @@ CASES = CaseSet(
             arg_names=_MODEL_ARGS,
             output_name="(parameters, costs)",
             m=8,
+            diagnoses=_model_slips(_two_layer_start),
         ),
         "L_layer_model": Case(
             "L_layer_model",
@@ -82,6 +105,7 @@ CASES = CaseSet(
             arg_names=_MODEL_ARGS,
             output_name="(parameters, costs)",
             m=8,
+            diagnoses=_model_slips(_deep_start),
         ),
         "predict": Case(
             "predict", _predict, arg_names=("X", "y", "parameters"), output_name="p"

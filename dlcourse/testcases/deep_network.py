@@ -29,7 +29,7 @@ import numpy as np
 
 from dlcourse.activations import relu, sigmoid
 
-from . import Case, CaseSet
+from . import Case, CaseSet, _slips
 
 __all__ = ["ASSIGNMENT", "CASES", "check", "expected", "inputs"]
 
@@ -178,6 +178,18 @@ def _update_parameters():
     return (parameters, grads, 0.1), {}
 
 
+def _hidden_layers(got):
+    """``[(l, Z of layer l, A of layer l)]`` for the hidden layers of L_model_forward.
+
+    Layer l's cache is ``((A_prev, W, b), Z)``; its A is the next layer's A_prev.
+    """
+    _, caches = got
+    return [
+        (layer, caches[layer - 1][1], caches[layer][0][0])
+        for layer in range(1, len(caches))
+    ]
+
+
 _LINEAR_BACKWARD_ARGS = ("dZ", "cache")
 _LAYER_BACKWARD_ARGS = ("dA", "cache", "activation")
 _MODEL_BACKWARD_ARGS = ("AL", "Y", "caches")
@@ -202,6 +214,9 @@ CASES = CaseSet(
             _linear_forward,
             arg_names=("A", "W", "b"),
             output_name="(Z, cache)",
+            diagnoses=(
+                _slips.missing_bias(A_at=0, W_at=1, b_at=2, Z_of=lambda got: got[0]),
+            ),
         ),
         "linear_activation_forward_sigmoid": Case(
             "linear_activation_forward",
@@ -220,6 +235,7 @@ CASES = CaseSet(
             _L_model_forward,
             arg_names=("X", "parameters"),
             output_name="(AL, caches)",
+            diagnoses=(_slips.sigmoid_in_hidden_layers(_hidden_layers),),
         ),
         "compute_cost": Case(
             "compute_cost",
@@ -268,6 +284,7 @@ CASES = CaseSet(
             _update_parameters,
             arg_names=("parameters", "grads", "learning_rate"),
             output_name="parameters",
+            diagnoses=(_slips.update_sign(learning_rate_at=2),),
         ),
     },
     depends_on=DEPENDENCIES,

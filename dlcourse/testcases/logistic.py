@@ -19,7 +19,7 @@ import numpy as np
 
 from dlcourse.checks import CheckFailure
 
-from . import Case, CaseSet
+from . import Case, CaseSet, _slips
 
 __all__ = [
     "ASSIGNMENT",
@@ -80,16 +80,22 @@ def _optimize():
     return (w, b, X, Y, 101, 0.1, False), {}
 
 
+#: Column of the predict case whose z is exactly 0, so its probability is exactly
+#: 0.5: the label must be 0 (``A > 0.5``), and ``A >= 0.5`` gets it wrong.
+PREDICT_TIE = 6
+
+
 def _predict():
     # Chosen so that some z = w^T x + b fall between 0 and 0.5: thresholding z
-    # instead of sigmoid(z) at 0.5 gets those wrong.
+    # instead of sigmoid(z) at 0.5 gets those wrong. In the last column
+    # 0.5 * -0.2 + 0.1 is exactly 0.0 in floating point.
     w = np.array([[0.5], [-1.0], [0.25]])
     b = 0.1
     X = np.array(
         [
-            [1.0, 0.4, -2.0, 0.2, 3.0, -0.6],
-            [0.5, 0.1, 0.3, 0.2, 1.0, -0.8],
-            [-0.4, 0.6, 1.2, 0.8, 2.0, 0.0],
+            [1.0, 0.4, -2.0, 0.2, 3.0, -0.6, -0.2],
+            [0.5, 0.1, 0.3, 0.2, 1.0, -0.8, 0.0],
+            [-0.4, 0.6, 1.2, 0.8, 2.0, 0.0, 0.0],
         ]
     )
     return (w, b, X), {}
@@ -116,7 +122,11 @@ CASES = CaseSet(
     ASSIGNMENT,
     {
         "prepare_images": Case(
-            "prepare_images", _prepare_images, arg_names=("images",), output_name="X"
+            "prepare_images",
+            _prepare_images,
+            arg_names=("images",),
+            output_name="X",
+            diagnoses=(_slips.mixed_pictures,),
         ),
         "sigmoid": Case("sigmoid", _sigmoid, arg_names=("z",), output_name="s"),
         "initialize_with_zeros": Case(
@@ -139,9 +149,14 @@ CASES = CaseSet(
             + ("num_iterations", "learning_rate", "print_cost"),
             output_name="(params, grads, costs)",
             m=4,
+            diagnoses=(_slips.cost_goes_up(costs_of=lambda got: got[2]),),
         ),
         "predict": Case(
-            "predict", _predict, arg_names=("w", "b", "X"), output_name="Y_prediction"
+            "predict",
+            _predict,
+            arg_names=("w", "b", "X"),
+            output_name="Y_prediction",
+            diagnoses=(_slips.threshold_includes_half(label_at=(0, PREDICT_TIE)),),
         ),
         "model": Case(
             "model",

@@ -13,7 +13,7 @@ import numpy as np
 
 from dlcourse.activations import sigmoid
 
-from . import Case, CaseSet
+from . import Case, CaseSet, _slips
 
 __all__ = ["ASSIGNMENT", "CASES", "check", "expected", "inputs"]
 
@@ -93,6 +93,24 @@ def _predict():
     return (_parameters(rng, 2, 4, 1, scale=0.5), X), {}
 
 
+def _layer_sizes_read(args, got):
+    X, Y = args
+    return [
+        ("n_x", got[0], X.shape[0], X.shape[1]),
+        ("n_y", got[2], Y.shape[0], Y.shape[1]),
+    ]
+
+
+def _nn_model_start(args, kwargs, namespace):
+    """The parameters nn_model starts from, by the student's initialize_parameters."""
+    X, Y, n_h = args[:3]
+    return namespace["initialize_parameters"](X.shape[0], n_h, Y.shape[0])
+
+
+#: Arguments a graded function may legitimately update in place: the same rule
+#: as in assignment 04 (see notebooks/00_start_here.ipynb).
+MAY_MODIFY = {"update_parameters": ("parameters",)}
+
 CASES = CaseSet(
     ASSIGNMENT,
     {
@@ -101,6 +119,7 @@ CASES = CaseSet(
             _layer_sizes,
             arg_names=("X", "Y"),
             output_name="(n_x, n_h, n_y)",
+            diagnoses=(_slips.rows_versus_columns(sizes=_layer_sizes_read),),
         ),
         "initialize_parameters": Case(
             "initialize_parameters",
@@ -114,6 +133,11 @@ CASES = CaseSet(
             arg_names=("X", "parameters"),
             output_name="(A2, cache)",
             m=3,
+            diagnoses=(
+                _slips.sigmoid_in_hidden_layers(
+                    lambda got: [(1, got[1]["Z1"], got[1]["A1"])]
+                ),
+            ),
         ),
         "compute_cost": Case(
             "compute_cost",
@@ -128,12 +152,14 @@ CASES = CaseSet(
             arg_names=("parameters", "cache", "X", "Y"),
             output_name="grads",
             m=3,
+            diagnoses=(_slips.tanh_derivative_not_squared,),
         ),
         "update_parameters": Case(
             "update_parameters",
             _update_parameters,
             arg_names=("parameters", "grads"),
             output_name="parameters",
+            diagnoses=(_slips.update_sign(learning_rate_at=2),),
         ),
         "nn_model": Case(
             "nn_model",
@@ -141,6 +167,11 @@ CASES = CaseSet(
             arg_names=("X", "Y", "n_h", "num_iterations", "print_cost"),
             output_name="parameters",
             rtol=1e-6,
+            diagnoses=(
+                _slips.returns_initial_parameters(
+                    parameters_of=lambda got: got, initial=_nn_model_start
+                ),
+            ),
         ),
         "predict": Case(
             "predict",
@@ -149,6 +180,7 @@ CASES = CaseSet(
             output_name="predictions",
         ),
     },
+    may_modify=MAY_MODIFY,
 )
 
 inputs = CASES.inputs
