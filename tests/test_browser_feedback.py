@@ -74,7 +74,8 @@ MARKDOWN_CELL = f"""\
 
 <script>window.{MARK} = 9; console.log('{MARK} by markdown script')</script>
 
-[a link](javascript:window.{MARK}=10)
+[a link](javascript:window.{MARK}=10) and a link in maths:
+$\\href{{javascript:window.{MARK}=11}}{{x_{{link}}}}$
 """
 
 TYPESET = """() => {
@@ -160,6 +161,15 @@ def test_no_student_script_runs_in_the_report(opened):
     assert seen["dialogs"] == []
     assert [m for m in seen["console"] if MARK in m] == []
     assert seen["requests"] == [], "the report asked for something over the network"
+
+
+def test_clicking_every_link_runs_nothing(opened):
+    page, seen = opened
+    assert page.locator("a").count() >= 1
+    page.evaluate("() => document.querySelectorAll('a').forEach(a => a.click())")
+    page.wait_for_timeout(300)
+    assert page.evaluate(f"() => window.{MARK}") is None
+    assert [m for m in seen["console"] if MARK in m] == []
 
 
 def test_the_score_table_and_the_figure_are_visible(opened):
