@@ -333,14 +333,13 @@ _IMAGE_DATA = tuple(
 
 
 def _only_image_data(tag: str, attribute: str, value: str) -> str | None:
-    # nh3 has already refused javascript: and other schemes; data: is allowed
-    # for images only.
-    if value.lstrip().lower().startswith("data:"):
-        keep = (tag, attribute) == ("img", "src") and value.lstrip().lower().startswith(
-            _IMAGE_DATA
-        )
-        return value if keep else None
-    return value
+    # nh3 has already refused javascript: and the other unlisted schemes;
+    # data: is kept for the source of an image only.
+    lowered = value.strip().lower()
+    if not lowered.startswith("data:"):
+        return value
+    is_image = (tag, attribute) == ("img", "src") and lowered.startswith(_IMAGE_DATA)
+    return value if is_image else None
 
 
 def sanitize_html(fragment: str) -> str:
