@@ -531,18 +531,47 @@ def test_merge_that_fails_half_way_leaves_the_previous_gradebook_intact(
     before = (course / "gradebook.db").read_bytes()
     calls = []
 
+    def failing(dst, src, assignment):
+        calls.append(assignment)
+        raise RuntimeError("crash in the middle of the merge")
+
+    monkeypatch.setattr(grade, "_sync_assignment", failing)
+    with pytest.raises(RuntimeError, match="middle of the merge"):
+        grade.merge_results(course, results, {ASSIGNMENT: template}, work)
+    assert calls
+    assert (course / "gradebook.db").read_bytes() == before
+    assert not list(course.glob(".gradebook.db.*"))
+
+
+def test_one_student_the_gradebook_refuses_does_not_cost_the_others(
+    tmp_path, monkeypatch
+):
+    """A store that fails for one submission is reported; everyone else's
+    grades are stored."""
+    from nbgrader.api import Gradebook
+
+    course = build_course(tmp_path / "course", {})
+    template = grade.prepare_template(course, ASSIGNMENT, tmp_path / "template")
+    results = [
+        grade.GradeResult(ASSIGNMENT, s, "graded", "", {"test_square": (10.0, 10.0)})
+        for s in ("ann", "bob", "cid")
+    ]
+    work = tmp_path / "work"
+    work.mkdir()
+
     def failing(gb, result):
-        calls.append(result.student)
-        if len(calls) == 2:
-            raise RuntimeError("crash in the middle of the merge")
+        if result.student == "bob":
+            raise OSError(28, "No space left on device")
         real_store(gb, result)
 
     real_store = grade._store
     monkeypatch.setattr(grade, "_store", failing)
-    with pytest.raises(RuntimeError, match="middle of the merge"):
-        grade.merge_results(course, results, {ASSIGNMENT: template}, work)
-    assert (course / "gradebook.db").read_bytes() == before
-    assert not list(course.glob(".gradebook.db.*"))
+    failures = grade.merge_results(course, results, {ASSIGNMENT: template}, work)
+    assert len(failures) == 1 and failures[0].startswith("bob/mini:")
+    assert "No space left on device" in failures[0]
+    with Gradebook(f"sqlite:///{course / 'gradebook.db'}") as gb:
+        stored = {s.student.id for s in gb.find_assignment(ASSIGNMENT).submissions}
+    assert stored == {"ann", "cid"}
 
 
 def test_unknown_assignment_is_a_usage_error(tmp_path, capsys):
