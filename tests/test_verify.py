@@ -254,44 +254,46 @@ def test_chosen_run_seeds_let_the_reference_pass():
 
 
 def test_reconcile_lets_the_verified_score_count_and_flags_disagreements():
+    """A disagreement is the notebook's run and the grader's run of the *same*
+    visible check differing; a hidden-test failure alone is not one."""
     verification = Verification(
         {
-            "test_a": CellVerdict(0.0, 10.0, "0: wrong on hidden inputs"),
-            "test_b": CellVerdict(10.0, 10.0, "passed the hidden tests (verified)"),
+            # visible check failed in the trusted run, passed in the notebook
+            "test_a": CellVerdict(0.0, 10.0, "0: visible check failed", "failed"),
+            "test_b": CellVerdict(10.0, 10.0, "passed", "passed", "passed"),
             "test_c": CellVerdict(None, 5.0, "not verified: no hidden grader"),
-            "test_d": CellVerdict(10.0, 10.0, "passed the hidden tests (verified)"),
+            # no notebook score (the kernel died): not a disagreement
+            "test_d": CellVerdict(10.0, 10.0, "passed", "passed", "passed"),
+            # visible passed on both sides, hidden failed: an honest mistake
+            "test_e": CellVerdict(0.0, 10.0, "0: wrong on hidden", "passed", "failed"),
+            # the notebook failed a check the grader's run passes
+            "test_f": CellVerdict(10.0, 10.0, "passed", "passed", "passed"),
         }
     )
-    out = reconcile({"test_a": 10.0, "test_b": 10.0, "test_c": 5.0}, verification)
+    nbgrader = {"test_a": 10.0, "test_b": 10.0, "test_c": 5.0, "test_e": 10.0}
+    out = reconcile({**nbgrader, "test_f": 0.0}, verification)
     assert out["test_a"].score == 0.0 and out["test_a"].disagree
-    assert (
-        "DISAGREEMENT" in out["test_a"].note and "wrong on hidden" in out["test_a"].note
-    )
+    assert "visible check failed" in out["test_a"].note
     assert out["test_b"].score == 10.0 and not out["test_b"].disagree
     assert out["test_c"].score == 5.0 and out["test_c"].verified is None
     assert not out["test_c"].disagree
-    # No nbgrader score (the kernel died): the verified one counts, flagged.
-    assert out["test_d"].score == 10.0 and out["test_d"].disagree
+    assert out["test_d"].score == 10.0 and not out["test_d"].disagree
+    assert out["test_e"].score == 0.0 and not out["test_e"].disagree
+    assert out["test_f"].score == 10.0 and out["test_f"].disagree
 
 
 def test_reconcile_does_not_flag_a_cell_whose_visible_check_was_skipped():
+    """A check that skipped its function (it calls a broken exercise) passes in
+    both runs: the hidden tests' verified score counts, without a flag."""
     verification = Verification(
         {
-            "test_a": CellVerdict(0.0, 10.0, "0: a is not implemented"),
-            "test_b": CellVerdict(0.0, 10.0, "0: wrong on hidden inputs"),
-            "test_c": CellVerdict(10.0, 10.0, "passed the hidden tests (verified)"),
+            "test_a": CellVerdict(0.0, 10.0, "0: a is wrong", "not checked", "failed"),
+            "test_b": CellVerdict(10.0, 10.0, "passed", "not checked", "passed"),
         }
     )
-    nbgrader = {"test_a": 10.0, "test_b": 10.0}
-    out = reconcile(nbgrader, verification, unchecked={"test_a"})
-    # Skipped in the notebook: the verified 0 counts, without a flag.
+    out = reconcile({"test_a": 10.0, "test_b": 10.0}, verification)
     assert out["test_a"].score == 0.0 and not out["test_a"].disagree
-    assert out["test_a"].note == "0: a is not implemented"
-    # A check that ran and passed in the notebook is still flagged.
-    assert out["test_b"].score == 0.0 and out["test_b"].disagree
-    # No notebook score at all stays flagged, skipped or not.
-    out = reconcile({}, verification, unchecked={"test_c"})
-    assert out["test_c"].disagree
+    assert out["test_b"].score == 10.0 and not out["test_b"].disagree
 
 
 @pytest.mark.parametrize(
