@@ -89,7 +89,7 @@ import nbformat
 
 from . import REPO_ROOT
 from .course import Course, course_config, list_assignments
-from .errors import AutograderError, UsageError
+from .errors import AutograderError, PreflightFailed, UsageError
 
 __all__ = [
     "DEFINITE_OUTCOMES",
@@ -1854,9 +1854,18 @@ def grade_course(
             from .verify import choose_run_seed
 
             for assignment in sorted({a for a, _, _ in found}):
-                run_seeds[assignment] = choose_run_seed(
-                    assignment, source_root=course_root
-                )
+                try:
+                    run_seeds[assignment] = choose_run_seed(
+                        assignment, source_root=course_root
+                    )
+                except Exception as exc:  # noqa: BLE001 - the reference is broken
+                    # Part of the pre-flight: the trusted process's own reference
+                    # must run before any kernel does (else a raw traceback, exit 1).
+                    raise PreflightFailed(
+                        f"pre-flight of {assignment} failed, so nothing was graded "
+                        "(every score would be wrong):\n  reference solution, in "
+                        f"the grader: {type(exc).__name__}: {exc}"
+                    ) from exc
             log(f"verified run seeds: {run_seeds}")
         n_notebooks = {
             a: len(TemplateInfo.load(t).notebooks) for a, t in templates.items()

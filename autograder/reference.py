@@ -150,7 +150,14 @@ def _execute_definitions(notebook, namespace: dict, path: str) -> None:
         if isinstance(source, list):
             source = "".join(source)
         code = compile(_definitions(source, where), where, "exec")
-        exec(code, namespace)  # noqa: S102 - our own source notebook
+        try:
+            exec(code, namespace)  # noqa: S102 - our own source notebook
+        except Exception as exc:  # noqa: BLE001 - name the cell that failed
+            kind = "setup cell" if is_setup else "solution cell"
+            raise SourceNotebookError(
+                f"{kind} {meta.get('grade_id', index)!r} of {path} does not run "
+                f"in the grader: {type(exc).__name__}: {exc}"
+            ) from exc
 
 
 def reference_namespace(assignment: str, *, root: Path | None = None) -> dict:
