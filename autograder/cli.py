@@ -101,6 +101,12 @@ def _cmd_export(args) -> None:
         print(f"wrote {args.output}")
 
 
+def _cmd_pack(args) -> None:
+    from .pack import build_pack
+
+    build_pack(Path(args.out) if args.out else None)
+
+
 def _cmd_check(args) -> None:
     from .errors import GradingIncomplete
     from .selfcheck import check_notebook
@@ -284,6 +290,16 @@ def build_parser() -> argparse.ArgumentParser:
         "canvas, moodle: those platforms' gradebook import layouts",
     )
     p.set_defaults(run=_cmd_export)
+
+    p = commands.add_parser(
+        "pack",
+        help="build the student pack: release notebooks, the dlcourse wheel, a "
+        "README (no solutions, no hidden tests)",
+    )
+    p.add_argument(
+        "--out", metavar="DIR", help="where to write it (default: build/student-pack)"
+    )
+    p.set_defaults(run=_cmd_pack)
 
     p = commands.add_parser(
         "check", help="grade one notebook file against the hidden tests (self-study)"
