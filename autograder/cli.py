@@ -14,6 +14,10 @@ from pathlib import Path
 
 from .errors import AutograderError
 
+# The formats of ``export``, default first (kept here so --help needs no imports
+# beyond the standard library; tests check it equals autograder.export.FORMATS).
+EXPORT_FORMATS = ("long", "wide", "canvas", "moodle")
+
 __all__ = ["main"]
 
 
@@ -94,11 +98,19 @@ def _cmd_feedback(args) -> None:
 def _cmd_export(args) -> None:
     from .export import export_csv
 
-    text = export_csv(_course(args), args.assignments, output=args.output)
+    text = export_csv(
+        _course(args), args.assignments, output=args.output, format=args.format
+    )
     if args.output is None:
         sys.stdout.write(text)
     else:
         print(f"wrote {args.output}")
+
+
+def _cmd_pack(args) -> None:
+    from .pack import build_pack
+
+    build_pack(Path(args.out) if args.out else None)
 
 
 def _cmd_check(args) -> None:
@@ -269,12 +281,31 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(run=_cmd_feedback)
 
     p = commands.add_parser(
-        "export", help="CSV: one row per student and assignment, one column per test"
+        "export",
+        help="CSV of the gradebook: per test (default) or for Canvas or Moodle",
     )
     p.add_argument("assignments", nargs="*")
     _add_course(p)
     p.add_argument("--output", "-o", metavar="FILE", help="default: stdout")
+    p.add_argument(
+        "--format",
+        choices=EXPORT_FORMATS,
+        default=EXPORT_FORMATS[0],
+        help="long: one row per student and assignment, one column per test "
+        "(default); wide: one row per student, one column per assignment; "
+        "canvas, moodle: those platforms' gradebook import layouts",
+    )
     p.set_defaults(run=_cmd_export)
+
+    p = commands.add_parser(
+        "pack",
+        help="build the student pack: release notebooks, the dlcourse wheel, a "
+        "README (no solutions, no hidden tests)",
+    )
+    p.add_argument(
+        "--out", metavar="DIR", help="where to write it (default: build/student-pack)"
+    )
+    p.set_defaults(run=_cmd_pack)
 
     p = commands.add_parser(
         "check", help="grade one notebook file against the hidden tests (self-study)"

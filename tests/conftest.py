@@ -19,6 +19,26 @@ MISTAKES_DIR = REPO_ROOT / "tests" / "files" / "mistakes"
 os.environ.setdefault("MPLBACKEND", "Agg")
 
 
+def _export_cat_data_dir() -> None:
+    """Name the loader's own data folder in DLCOURSE_DATA when it holds the files.
+
+    Tests that need the cat photos read DLCOURSE_DATA (CI sets it). On a fresh
+    clone with the files in ``datasets/`` the loader finds them without it, so
+    the tests must too: they ask the loader's resolver, and export the answer for
+    the kernels and subprocesses they start.
+    """
+    from dlcourse.data import CAT_FILES, DATA_ENV_VAR, resolve_data_dir
+
+    if os.environ.get(DATA_ENV_VAR, "").strip():
+        return
+    directory = resolve_data_dir()
+    if all((directory / name).is_file() for name in CAT_FILES):
+        os.environ[DATA_ENV_VAR] = str(directory)
+
+
+_export_cat_data_dir()
+
+
 def assignments() -> list[str]:
     return list_assignments(REPO_ROOT)
 

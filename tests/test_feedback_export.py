@@ -176,6 +176,9 @@ def test_export_has_one_row_per_student_and_a_column_per_function(course, capsys
         "test_relu",
         "total",
         "max",
+        "timestamp",
+        "seconds_late",
+        "late_penalty",
         "flags",
     ]
     by = {r["student"]: r for r in rows}
