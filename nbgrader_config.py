@@ -55,3 +55,28 @@ c.GenerateFeedback.preprocessors = [
     "nbgrader.preprocessors.ClearHiddenTests",
     "nbconvert.preprocessors.CSSHTMLHeaderPreprocessor",
 ]
+
+# Every entry point grades safely, not only `python -m autograder grade`: stock
+# `nbgrader autograde` and the formgrader's Autograde button refuse submissions
+# holding links or odd files, run the notebook in the bubblewrap sandbox, and
+# replace each in-notebook score by the one verified outside the student's
+# process (a disagreement sets nbgrader's `flagged`). See
+# autograder/nbgrader_plugin.py and docs/security.md.
+c.Autograde.sanitize_preprocessors = [
+    "autograder.nbgrader_plugin.SubmissionIntake",
+    "nbgrader.preprocessors.ClearOutput",
+    "nbgrader.preprocessors.DeduplicateIds",
+    "nbgrader.preprocessors.OverwriteKernelspec",
+    "nbgrader.preprocessors.OverwriteCells",
+    "nbgrader.preprocessors.CheckCellMetadata",
+]
+c.Autograde.autograde_preprocessors = [
+    "autograder.nbgrader_plugin.SandboxedExecute",
+    "nbgrader.preprocessors.IgnorePattern",
+    "nbconvert.preprocessors.ClearMetadataPreprocessor",
+    "nbgrader.preprocessors.LimitOutput",
+    "nbgrader.preprocessors.SaveAutoGrades",
+    "autograder.nbgrader_plugin.VerifiedScores",
+    "nbgrader.preprocessors.AssignLatePenalties",
+    "nbgrader.preprocessors.CheckCellMetadata",
+]

@@ -82,6 +82,31 @@ CHEAT_ALLCLOSE = (
 )
 
 
+#: A blank notebook's extra cell that makes every visible check (and the
+#: in-kernel hidden grader, where there is one) pass in the student's own kernel.
+FAKE_CHECKS = """\
+import sys
+import dlcourse.checks
+import dlcourse.testcases
+from dlcourse.testcases import deep_network, logistic
+
+def passed(*args, **kwargs):
+    print("All visible checks passed")
+
+dlcourse.checks.check = passed
+for name, module in list(sys.modules.items()):
+    if name.startswith("dlcourse.testcases") and hasattr(module, "check"):
+        module.check = passed
+try:
+    import autograder.hidden as hidden
+    from autograder.hidden import deep_network as hidden_04, logistic as hidden_01
+    for module in (hidden_01, hidden_04):
+        type(module.GRADER).grade = lambda self, *a, **k: None
+except Exception:
+    pass
+"""
+
+
 def with_cell(nb, code: str, index: int = 3):
     """Return a copy of ``nb`` with a code cell of the student's inserted."""
     nb = nbformat.from_dict(json.loads(json.dumps(nb)))

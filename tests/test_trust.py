@@ -25,7 +25,13 @@ from pathlib import Path
 
 import nbformat
 import pytest
-from conftest import apply_mistake, load_mistakes, source_notebook, with_cell
+from conftest import (
+    FAKE_CHECKS,
+    apply_mistake,
+    load_mistakes,
+    source_notebook,
+    with_cell,
+)
 
 from autograder import REPO_ROOT
 
@@ -33,30 +39,6 @@ pytestmark = pytest.mark.slow
 
 A01 = "01_logistic_regression"
 A04 = "04_deep_network_step_by_step"
-
-#: A blank notebook's extra cell that makes every check pass in its own kernel.
-FAKE_CHECKS = """\
-import sys
-import dlcourse.checks
-import dlcourse.testcases
-from dlcourse.testcases import deep_network, logistic
-
-def passed(*args, **kwargs):
-    print("All visible checks passed")
-
-dlcourse.checks.check = passed
-for name, module in list(sys.modules.items()):
-    if name.startswith("dlcourse.testcases") and hasattr(module, "check"):
-        module.check = passed
-try:
-    import autograder.hidden as hidden
-    for module in list(vars(hidden).values()):
-        grader = getattr(module, "GRADER", None)
-        if grader is not None:
-            type(grader).grade = lambda self, *a, **k: None
-except Exception:
-    pass
-"""
 
 
 def _nb(assignment: str):
