@@ -1559,12 +1559,10 @@ def _store(gb, result: GradeResult) -> None:
     submission = gb.add_submission(result.assignment, result.student, **kwargs)
     for nb in submission.notebooks:
         nb.late_submission_penalty = result.late_penalties.get(nb.name)
-        # The formgrader shows nbgrader's own flag: set it where we flag.
-        nb.flagged = bool(
-            result.flags.disagreement
-            or result.flags.refused
-            or result.flags.unsandboxed
-        )
+        # The formgrader shows nbgrader's own flag: a disagreement (tampering)
+        # or a refused submission needs a human.
+        nb.flagged = bool(result.flags.disagreement or result.flags.refused)
+
         for grade in nb.grades:
             score = result.scores.get(grade.name, (0.0, 0.0))[0]
             grade.auto_score = score

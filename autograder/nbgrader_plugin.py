@@ -118,7 +118,7 @@ class VerifiedScores(Preprocessor):
                 grade.auto_score = verdict.score
                 if verdict.disagree:
                     flagged.append(grade.name)
-            if flagged or verification.sandboxed is False:
+            if flagged:
                 submitted.flagged = True
             gb.db.commit()
         for name in flagged:
