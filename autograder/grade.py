@@ -1174,7 +1174,12 @@ def _nbgrader_config(task: GradeTask, root: Path, scratch: Path, n_notebooks: in
                 scratch / "sandbox", limits, require_sandbox=task.require_sandbox
             )
         )
-    elif task.fork_kernels:
+    else:
+        # Trusted code: nbgrader's own pipeline, whatever the course plugs in.
+        from .nbgrader_plugin import stock_autograde_config
+
+        config.merge(stock_autograde_config())
+    if not task.sandbox and task.fork_kernels:
         config.Execute.kernel_manager_class = _forking_kernel_manager()
         baseline = _interpreter_baseline()
         for _ in range(n_notebooks):

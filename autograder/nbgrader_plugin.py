@@ -40,7 +40,12 @@ from .sandbox import (
     SandboxLimits,
 )
 
-__all__ = ["SandboxedExecute", "SubmissionIntake", "VerifiedScores"]
+__all__ = [
+    "SandboxedExecute",
+    "SubmissionIntake",
+    "VerifiedScores",
+    "stock_autograde_config",
+]
 
 
 def _course_root(folder: Path, assignment: str) -> Path:
@@ -126,3 +131,18 @@ class VerifiedScores(Preprocessor):
                 "%s/%s: %s: %s", student, assignment, name, decided[name].note
             )
         return nb, resources
+
+
+def stock_autograde_config():
+    """nbgrader's own autograde pipeline (no plugin), for paths that configure
+    the run themselves (``grade --no-sandbox``, the benchmark's stock run)."""
+    from nbgrader.converters.autograde import Autograde
+    from traitlets.config import Config
+
+    traits = Autograde.class_traits()
+    config = Config()
+    config.Autograde.sanitize_preprocessors = traits["sanitize_preprocessors"].default()
+    config.Autograde.autograde_preprocessors = traits[
+        "autograde_preprocessors"
+    ].default()
+    return config
