@@ -211,8 +211,8 @@ def _flags_from_notes(notes: Sequence[str]) -> list[str]:
 def record_flags(record: dict | None) -> list[str]:
     """What an instructor must look at in one ``grading_outcomes.json`` record.
 
-    Reads the record's ``flags`` object (``disagreement`` and ``not_checked``:
-    lists of grade ids; ``unsandboxed`` and ``refused``: booleans). Only a
+    Reads the record's ``flags`` object (``disagreement``: grade ids;
+    ``unsandboxed`` and ``refused``: booleans). Only a
     record without ``flags`` (written by an older ``grade``) has its notes read.
     """
     if not record:
@@ -225,7 +225,8 @@ def record_flags(record: dict | None) -> list[str]:
         flags.append("unsandboxed")
     if structured.get("refused"):
         flags.append("refused")
-    flags += [f"not checked {gid}" for gid in structured.get("not_checked", [])]
+    # ``not_checked`` is information for the feedback (the hidden tests decided
+    # those cells), not something an instructor must look at.
     return flags
 
 

@@ -1088,6 +1088,8 @@ def _reconciled(scores: dict, verification) -> tuple[dict, dict, Flags]:
         if gid in scores or decided.verified is not None:
             merged[gid] = (decided.score, full)
         verdict = verification.get(gid)
+        if decided.verified is None:
+            continue  # decided in the notebook: its own output says why
         cells[gid] = CellReport(
             decided.score,
             full,
@@ -1101,14 +1103,6 @@ def _reconciled(scores: dict, verification) -> tuple[dict, dict, Flags]:
         if cells[gid].visible == "not checked":
             flags.not_checked.append(gid)
     return merged, cells, flags
-
-
-def _nbgrader_cells(scores: dict) -> dict[str, CellReport]:
-    """Per-cell reports of an unverified (``--no-sandbox``) run."""
-    return {
-        gid: CellReport(score, full, hidden="not verified")
-        for gid, (score, full) in scores.items()
-    }
 
 
 @dataclass
@@ -1311,7 +1305,7 @@ def grade_submission(task: GradeTask, scratch_dir: Path) -> GradeResult:
     if verified is not None:
         scores, cells, run.flags = _reconciled(scores, verified)
     else:
-        cells = _nbgrader_cells(scores)
+        cells = {}  # decided in the notebook: its own output says why
         run.flags.unsandboxed = not task.sandbox
     run.inspection.notes.extend(
         f"{gid}: {cells[gid].message}" for gid in run.flags.disagreement
