@@ -130,7 +130,31 @@ class VerifiedScores(Preprocessor):
             self.log.warning(
                 "%s/%s: %s: %s", student, assignment, name, decided[name].note
             )
+        _show_verdicts(nb, verification)
         return nb, resources
+
+
+def _show_verdicts(nb, verification) -> None:
+    """Append what the grader's own run decided to each graded cell's output,
+    so nbgrader's feedback and the formgrader say why a cell lost its points."""
+    from nbformat.v4 import new_output
+
+    for cell in nb.cells:
+        grade_id = cell.get("metadata", {}).get("nbgrader", {}).get("grade_id")
+        verdict = verification.get(grade_id)
+        if cell.get("cell_type") != "code" or verdict is None:
+            continue
+        if verdict.points is None:
+            continue
+        text = verdict.message.removeprefix("0: ")
+        cell.setdefault("outputs", []).append(
+            new_output(
+                "stream",
+                name="stdout",
+                text=f"[graded outside your notebook] {verdict.points:g}/"
+                f"{verdict.max_points:g}: {text}\n",
+            )
+        )
 
 
 def stock_autograde_config():
