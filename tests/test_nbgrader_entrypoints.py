@@ -120,6 +120,8 @@ def graded(tmp_path_factory):
         f"for student in {[*STUDENTS, 'linker']!r}:\n"
         f"    result = api.autograde({A04!r}, student)\n"
         "    print(student, result['success'])\n"
+        # What the formgrader shows after pressing the button.
+        "    print(result.get('log', ''), result.get('error', ''))\n"
     )
     proc = _run([sys.executable, "-c", button], course)
     results["formgrader"] = (course, proc, _gradebook(course))
