@@ -130,11 +130,13 @@ def problems(reference: GradeResult, blank: GradeResult) -> list[str]:
         )
     else:
         for gid, (score, full) in reference.scores.items():
-            if score is None or score < full:
+            # None: a manually graded cell (a written answer) waiting for a
+            # human; every autograded cell of a graded notebook has a number.
+            if score is not None and score < full:
                 cell = reference.cells.get(gid)
                 why = cell.message if cell else "no score"
                 found.append(
-                    f"reference solution, {gid}: {score or 0:g}/{full:g}: {why}"
+                    f"reference solution, {gid}: {score:g}/{full:g}: {why}"
                     + _hint(why)
                 )
         if reference.flags.disagreement:
