@@ -49,10 +49,13 @@ c.IgnorePattern.pattern = (
 # A student who deletes a test cell still gets it back (and graded) at autograde.
 c.OverwriteCells.add_missing_cells = True
 
-# Feedback must not reveal hidden tests: strip them before rendering the HTML.
+# Feedback must not reveal hidden tests: ClearHiddenTests cuts them from the
+# source, but a failed hidden test's traceback still quotes its lines, so
+# HideHiddenTests also drops the traceback frames of test cells and grader code.
 c.GenerateFeedback.preprocessors = [
     "nbgrader.preprocessors.GetGrades",
     "nbgrader.preprocessors.ClearHiddenTests",
+    "autograder.feedback_preprocessor.HideHiddenTests",
     "nbconvert.preprocessors.CSSHTMLHeaderPreprocessor",
 ]
 

@@ -107,6 +107,12 @@ def _cmd_export(args) -> None:
         print(f"wrote {args.output}")
 
 
+def _cmd_report(args) -> None:
+    from .report import write_report
+
+    write_report(_course(args), Path(args.out) if args.out else None, args.assignments)
+
+
 def _cmd_pack(args) -> None:
     from .pack import build_pack
 
@@ -296,6 +302,18 @@ def build_parser() -> argparse.ArgumentParser:
         "canvas, moodle: those platforms' gradebook import layouts",
     )
     p.set_defaults(run=_cmd_export)
+
+    p = commands.add_parser(
+        "report",
+        help="class report: one HTML page per assignment with score, pass-rate "
+        "and outcome plots, common failing checks and flagged submissions",
+    )
+    p.add_argument("assignments", nargs="*")
+    _add_course(p)
+    p.add_argument(
+        "--out", metavar="DIR", help="where to write the pages (default: COURSE/report)"
+    )
+    p.set_defaults(run=_cmd_report)
 
     p = commands.add_parser(
         "pack",

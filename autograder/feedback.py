@@ -49,6 +49,7 @@ from pathlib import Path
 import nbformat
 
 from . import REPO_ROOT
+from .feedback_exchange import copy_submission_keys
 from .grade import load_outcomes
 
 __all__ = [
@@ -585,6 +586,8 @@ def generate_feedback(
     written = []
     feedback_root = course_root / "feedback"
     mathjax = None
+    unreleasable: list[str] = []
+    quiet = lambda _line: None  # noqa: E731 - one summary line is logged instead
     for student, assignment in sorted(set(gradebook) | set(outcomes)):
         if assignments and assignment not in assignments:
             continue
@@ -616,7 +619,16 @@ def generate_feedback(
             )
             _write(out, text)
             written.append(out)
+        if not copy_submission_keys(course_root, student, assignment, log=quiet):
+            unreleasable.append(f"{student}/{assignment}")
     log(f"wrote {len(written)} report(s) under {course_root / 'feedback'}")
+    if unreleasable:
+        log(
+            f"{len(unreleasable)} of them did not come through nbgrader's exchange "
+            "(no timestamp.txt and submission_secret.txt), so nbgrader "
+            f"release_feedback cannot release them: {', '.join(unreleasable[:5])}"
+            + (" …" if len(unreleasable) > 5 else "")
+        )
     return written
 
 

@@ -41,11 +41,12 @@ def apply_edits(source: str, replace) -> str:
 
 
 def points(assignment: str) -> dict[str, float]:
-    """``{grade_id: points}`` of the test cells."""
+    """``{grade_id: points}`` of the autograded test cells (code cells; the
+    written answer, a markdown cell, is graded by a person)."""
     return {
         grade_id(cell): cell.metadata["nbgrader"]["points"]
         for cell in notebook(assignment).cells
-        if cell.metadata.get("nbgrader", {}).get("grade")
+        if cell.metadata.get("nbgrader", {}).get("grade") and cell.cell_type == "code"
     }
 
 

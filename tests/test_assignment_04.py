@@ -60,6 +60,7 @@ def _solution_cells():
         cell
         for cell in _notebook().cells
         if cell.metadata.get("nbgrader", {}).get("solution")
+        and cell.cell_type == "code"
     ]
 
 
@@ -123,7 +124,11 @@ def run_hidden(namespace: dict, function: str) -> str | None:
 def test_source_notebook_is_clean_and_has_ten_graded_cells_worth_100_points():
     assert hygiene_problems(SOURCE) == []
     cells = _notebook().cells
-    tests = [c for c in cells if c.metadata.get("nbgrader", {}).get("grade")]
+    tests = [
+        c
+        for c in cells
+        if c.metadata.get("nbgrader", {}).get("grade") and c.cell_type == "code"
+    ]
     assert [c.metadata.nbgrader.grade_id for c in tests] == [
         f"test_{name}" for name in GRADED
     ]

@@ -54,8 +54,13 @@ def graded(request, tmp_path_factory):
     return assignment, results, mistakes
 
 
+def _autograded(scores):
+    """The autograded cells (written answers are graded by a person)."""
+    return {k: s for k, s in scores.items() if not k.startswith("written_")}
+
+
 def _total(scores):
-    values = scores.values()
+    values = _autograded(scores).values()
     return sum(s.score for s in values), sum(s.max_score for s in values)
 
 
@@ -63,9 +68,15 @@ def test_reference_solutions_get_full_marks(graded):
     assignment, results, _ = graded
     scores, _ = results["reference"]
     got, full = _total(scores)
-    lost = {k: s.score for k, s in scores.items() if s.score != s.max_score}
+    lost = {
+        k: s.score for k, s in _autograded(scores).items() if s.score != s.max_score
+    }
     assert full == 100, f"{assignment}: points add up to {full}, expected 100"
     assert got == full, f"{assignment}: reference lost points in {lost}"
+    written = {
+        k: s.max_score for k, s in scores.items() if k not in _autograded(scores)
+    }
+    assert list(written.values()) == [5], f"{assignment}: written cells {written}"
 
 
 def test_untouched_release_scores_zero_with_only_not_implemented(graded):
@@ -91,7 +102,9 @@ def test_each_typical_mistake_loses_exactly_its_points(graded):
         got, full = _total(scores)
         broken = set(mistake["breaks"])
         want = full - sum(scores[b].max_score for b in broken)
-        lost = sorted(k for k, s in scores.items() if s.score < s.max_score)
+        lost = sorted(
+            k for k, s in _autograded(scores).items() if s.score < s.max_score
+        )
         table.append(f"{name:45s} {got:5.1f} / {full:.0f}   lost: {', '.join(lost)}")
         if got != want or set(lost) != broken:
             problems.append(f"{name}: scored {got}, expected {want}; lost {lost}")

@@ -38,13 +38,16 @@ def test_committed_notebooks_have_no_outputs_or_volatile_metadata(path):
 @pytest.mark.parametrize("assignment", assignments())
 def test_source_notebook_cells_follow_the_authoring_rules(assignment):
     nb = nbformat.read(str(source_notebook(assignment)), as_version=4)
-    ids, points = [], 0
-    for cell in nb.cells:
+    ids, points, written = [], 0, []
+    for index, cell in enumerate(nb.cells):
         meta = cell.metadata.get("nbgrader")
         if not meta:
             continue
         ids.append(meta["grade_id"])
-        if meta.get("grade"):
+        if meta.get("grade") and cell.cell_type == "markdown":
+            written.append(meta["grade_id"])
+            _check_written_answer(nb, index)
+        elif meta.get("grade"):
             points += meta["points"]
             assert meta.get("locked"), f"test cell {meta['grade_id']} is not locked"
             src = cell.source
@@ -56,6 +59,31 @@ def test_source_notebook_cells_follow_the_authoring_rules(assignment):
             assert "### BEGIN SOLUTION" in cell.source, meta["grade_id"]
     assert len(ids) == len(set(ids)), f"duplicate grade ids in {assignment}"
     assert points == 100, f"{assignment}: test cells are worth {points}, not 100"
+    assert len(written) == 1, f"{assignment}: written questions {written}, expected 1"
+
+
+def _check_written_answer(nb, index: int) -> None:
+    """A written answer: manually graded markdown after a locked prompt, with
+    its rubric inside the solution region (so the release shows the stub)."""
+    answer, prompt = nb.cells[index], nb.cells[index - 1]
+    meta = answer.metadata["nbgrader"]
+    gid = meta["grade_id"]
+    assert gid.startswith("written_"), gid
+    assert meta == {
+        "grade": True,
+        "solution": True,
+        "locked": False,
+        "points": 5,
+        "grade_id": gid,
+        "schema_version": 3,
+    }
+    source = answer.source.strip()
+    assert source.startswith("### BEGIN SOLUTION"), gid
+    assert source.endswith("### END SOLUTION"), gid
+    assert "Rubric" in source, f"{gid}: no rubric for the graders"
+    assert prompt.cell_type == "markdown", f"{gid}: no prompt before the answer"
+    assert prompt.metadata["nbgrader"]["locked"], f"{gid}: the prompt is not locked"
+    assert "(5 points)" in prompt.source, f"{gid}: the prompt does not say its worth"
 
 
 @pytest.fixture(scope="session")
@@ -132,5 +160,10 @@ def test_release_notebooks_carry_no_solution_or_hidden_test(assignment):
     assert notebooks, f"release/{assignment} has no notebook: run autograder release"
     for path in notebooks:
         text = path.read_text(encoding="utf-8")
-        for marker in ("BEGIN SOLUTION", "BEGIN HIDDEN TESTS", "autograder.hidden"):
+        for marker in (
+            "BEGIN SOLUTION",
+            "BEGIN HIDDEN TESTS",
+            "autograder.hidden",
+            "Rubric for graders",
+        ):
             assert marker not in text, f"{path} contains {marker!r}"
