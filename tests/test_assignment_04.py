@@ -77,7 +77,7 @@ def student_namespace(edits: dict[str, list] | None = None) -> dict:
         meta = cell.metadata.get("nbgrader", {})
         if "setup" in cell.metadata.get("tags", []):
             exec(cell.source, namespace)  # noqa: S102 - our own notebook
-        elif meta.get("solution"):
+        elif meta.get("solution") and cell.cell_type == "code":
             source = cell.source
             for old, new in edits.get(meta["grade_id"], ()):
                 assert source.count(old) == 1, f"{old!r} in {meta['grade_id']}"
@@ -155,8 +155,8 @@ def test_nbgrader_markers_appear_only_in_the_cells_they_belong_to():
 def test_every_test_cell_runs_its_visible_check_then_its_hidden_test():
     for cell in _notebook().cells:
         meta = cell.metadata.get("nbgrader", {})
-        if not meta.get("grade"):
-            continue
+        if not meta.get("grade") or meta.get("solution"):
+            continue  # not a test cell (a written answer is graded by hand)
         function = meta["grade_id"].removeprefix("test_")
         visible, _, hidden_part = cell.source.partition("### BEGIN HIDDEN TESTS")
         for name in visible_cases(function):

@@ -136,8 +136,7 @@ def problems(reference: GradeResult, blank: GradeResult) -> list[str]:
                 cell = reference.cells.get(gid)
                 why = cell.message if cell else "no score"
                 found.append(
-                    f"reference solution, {gid}: {score:g}/{full:g}: {why}"
-                    + _hint(why)
+                    f"reference solution, {gid}: {score:g}/{full:g}: {why}" + _hint(why)
                 )
         if reference.flags.disagreement:
             found.append(
