@@ -977,6 +977,13 @@ def _grade_cell(cell: GradedCell, session: _Session, run_seed) -> CellVerdict:
     if seen is not None:
         verdict = session.seen_visible[cell.grade_id]
         visible, broken = verdict.status, verdict.broken_dependency
+        if visible == FAILED and verdict.not_implemented:
+            return CellVerdict(
+                0.0,
+                full,
+                f"0: {cell.function} is not implemented ({verdict.message})",
+                FAILED,
+            )
         if visible == FAILED:
             return CellVerdict(
                 0.0, full, f"0: visible check failed: {verdict.message}", FAILED

@@ -58,6 +58,7 @@ class VisibleVerdict(NamedTuple):
     status: str
     message: str = ""
     broken_dependency: str | None = None
+    not_implemented: bool = False
 
 
 def strip_hidden_tests(source: str) -> str:
@@ -192,6 +193,8 @@ def run_visible_check(
             for stmt in backward_slice(needed, statements, exclude=exclude):
                 exec(compile(stmt, "<source notebook>", "exec"), namespace)  # noqa: S102
                 namespace.update(functions)
+    except NotImplementedError as exc:  # a function the inputs need is unwritten
+        return VisibleVerdict(FAILED, str(exc).strip(), not_implemented=True)
     except Exception as exc:  # noqa: BLE001 - reported as the check's failure
         return VisibleVerdict(
             FAILED,
@@ -203,6 +206,8 @@ def run_visible_check(
             exec(compile(tree, "<visible check>", "exec"), namespace)  # noqa: S102
         except Exception as exc:  # noqa: BLE001 - any failure fails the check
             text = str(exc).strip() or type(exc).__name__
+            if isinstance(exc, NotImplementedError):
+                return VisibleVerdict(FAILED, text, not_implemented=True)
             if not isinstance(exc, AssertionError):
                 text = f"{type(exc).__name__}: {text}"
             return VisibleVerdict(FAILED, text)
