@@ -27,6 +27,7 @@ import nbformat
 from . import REPO_ROOT
 from .course import list_assignments
 from .errors import AutograderError, NotebookNotRecognised, UsageError
+from .feedback import check_messages
 from .grade import (
     DEFAULT_NOTEBOOK_TIMEOUT,
     GradeResult,
@@ -114,10 +115,17 @@ def identify_assignment(
     )
 
 
-def _status(cell) -> str:
-    """A student's words for how one graded function did."""
+def _status(cell, score=None, full=None, message: str = "") -> str:
+    """A student's words for how one graded function did.
+
+    ``cell`` is the grader's report; a cell the grader did not verify (a test
+    cell without a hidden grader) is described by its score and the message
+    its own run printed.
+    """
     if cell is None:
-        return ""
+        passed = score is not None and full is not None and score >= full
+        words = "passed" if passed else "failed"
+        return f"{words}: {message}" if message else words
     if cell.score is not None and cell.score >= cell.max_score:
         if cell.visible == "not checked":
             return (
@@ -137,7 +145,7 @@ def _status(cell) -> str:
     return "failed: " + message
 
 
-def _table(result: GradeResult) -> str:
+def _table(result: GradeResult, messages: dict[str, str]) -> str:
     rows = [("function", "points", "max", "status")]
     for gid, (score, points) in result.scores.items():
         name = gid[5:] if gid.startswith("test_") else gid
@@ -146,7 +154,7 @@ def _table(result: GradeResult) -> str:
                 name,
                 "-" if score is None else f"{score:g}",
                 f"{points:g}",
-                _status(result.cells.get(gid)),
+                _status(result.cells.get(gid), score, points, messages.get(gid, "")),
             )
         )
     rows.append(("total", f"{result.score:g}", f"{result.max_score:g}", ""))
@@ -270,7 +278,7 @@ def check_notebook(
             make_task, assignment, tmp / "run", n_notebooks, 1, {"you": submission}
         )["you"]
         log(f"{notebook.name}: assignment {assignment}")
-        log(_table(result))
+        log(_table(result, _notebook_messages(result, name)))
         log(
             f"outcome: {result.outcome}"
             + (f" ({result.reason})" if result.reason else "")
@@ -280,6 +288,17 @@ def check_notebook(
             "the hidden tests' code is not shown."
         )
     return result
+
+
+def _notebook_messages(result: GradeResult, name: str) -> dict[str, str]:
+    """What each test cell printed in the graded notebook (for cells the
+    grader's report does not cover)."""
+    if result.autograded_dir is None:
+        return {}
+    path = Path(result.autograded_dir) / name
+    if not path.is_file():
+        return {}
+    return check_messages(nbformat.read(str(path), as_version=4))
 
 
 def _helper_files(course_root: Path, assignment: str) -> list[Path]:

@@ -479,7 +479,7 @@ def test_fooled_notebook_checks_are_flagged_and_overruled(graded_class, name):
             f"it gave {nb_score}"
         )
         final = graded.final[grade_id]
-        assert final.disagree and "DISAGREEMENT" in final.note
+        assert final.disagree and "the same visible check failed" in final.note
         assert final.score == 0.0
 
 

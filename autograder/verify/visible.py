@@ -188,6 +188,9 @@ def run_visible_check(
     try:
         with contextlib.redirect_stdout(io.StringIO()):
             exec(compile(prelude, "<source imports>", "exec"), namespace)  # noqa: S102
+            # A name the course's own imports bind (``check``, ``tc``) stays
+            # the trusted object, even if the student's code rebound it.
+            functions = {k: v for k, v in functions.items() if k not in namespace}
             namespace.update(functions)
             needed = _free_names(tree) - set(namespace)
             for stmt in backward_slice(needed, statements, exclude=exclude):
