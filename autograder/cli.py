@@ -22,19 +22,19 @@ __all__ = ["main"]
 
 
 def _cmd_release(args) -> None:
-    from .release import release
+    from .authoring.release import release
 
     release(args.assignments, check=args.check)
 
 
 def _cmd_validate(args) -> None:
-    from .validate import validate_sources
+    from .authoring.validate import validate_sources
 
     validate_sources(args.assignments)
 
 
 def _cmd_expected(args) -> None:
-    from .expected import write_expected
+    from .authoring.expected import write_expected
 
     for path in write_expected(args.assignments, check=args.check):
         print(f"{'checked' if args.check else 'wrote'} {path}")
@@ -108,7 +108,7 @@ def _cmd_export(args) -> None:
 
 
 def _cmd_pack(args) -> None:
-    from .pack import build_pack
+    from .authoring.pack import build_pack
 
     build_pack(Path(args.out) if args.out else None)
 
@@ -129,7 +129,7 @@ def _cmd_check(args) -> None:
 
 
 def _cmd_demo(args) -> None:
-    from .demo import build_demo
+    from .authoring.demo import build_demo
 
     build_demo(
         Path(args.dir) if args.dir else None,
@@ -139,7 +139,7 @@ def _cmd_demo(args) -> None:
 
 
 def _cmd_bench(args) -> None:
-    from .bench import run_bench
+    from .authoring.bench import run_bench
 
     run_bench(
         n_students=args.students,

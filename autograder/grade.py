@@ -1186,7 +1186,7 @@ def _run_nbgrader(task: GradeTask, config, scratch: Path) -> tuple[dict, str]:
     from nbgrader.apps import NbGraderAPI
     from nbgrader.coursedir import CourseDirectory
 
-    from .reference import COURSE_ROOT_ENV
+    from .source import COURSE_ROOT_ENV
 
     try:
         with (

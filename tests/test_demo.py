@@ -10,9 +10,9 @@ from test_feedback_export import hidden_lines, visible_text
 from test_grade import FIXTURE
 
 from autograder import REPO_ROOT
+from autograder.authoring.demo import build_demo, load_mistakes
 from autograder.cli import main
 from autograder.course import list_assignments
-from autograder.demo import build_demo, load_mistakes
 from autograder.errors import UsageError
 
 pytestmark = pytest.mark.slow

@@ -5,8 +5,8 @@ import re
 import pytest
 from notebook_sim import demo_outputs, grade_id, is_solution, notebook
 
-from autograder.expected import case_sets, write_expected
-from autograder.reference import reference_namespace
+from autograder.authoring.expected import case_sets, write_expected
+from autograder.source import reference_namespace
 from dlcourse.testcases import decode, encode
 
 

@@ -15,8 +15,8 @@ import nbformat
 import pytest
 from test_grade import FIXTURE, LIMITS, SCENARIOS, build_course
 
+from autograder.authoring.demo import CONFIG
 from autograder.cli import main
-from autograder.demo import CONFIG
 from autograder.feedback import check_messages, strip_hidden_tests
 
 REPO = Path(__file__).resolve().parent.parent

@@ -21,8 +21,8 @@ import nbformat
 import pytest
 
 from autograder import grade
+from autograder.authoring.demo import apply_mistake, load_mistakes
 from autograder.cli import main
-from autograder.demo import apply_mistake, load_mistakes
 from autograder.errors import UsageError
 
 FIXTURE = Path(__file__).parent / "files" / "course_fixture"

@@ -20,9 +20,7 @@ import pytest
 from conftest import assignments, source_notebook
 
 from autograder import REPO_ROOT
-from autograder.cli import main
-from autograder.errors import UsageError
-from autograder.pack import (
+from autograder.authoring.pack import (
     LEAK_MARKERS,
     MARKER,
     PackError,
@@ -30,6 +28,8 @@ from autograder.pack import (
     build_pack,
     student_pyproject,
 )
+from autograder.cli import main
+from autograder.errors import UsageError
 from dlcourse.checks import PASS_MESSAGE
 
 EXPECTED = [f"dlcourse/testcases/expected/{a}.json" for a in assignments()]

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from autograder.authoring.validate import failure_reason, validate_sources
 from autograder.errors import SourceNotebookError
-from autograder.validate import failure_reason, validate_sources
 
 
 def _failed_cell(traceback: str) -> dict:

@@ -55,8 +55,8 @@ import numpy as np
 from .. import sandbox_runner as protocol
 from ..errors import AutograderError
 from ..grading.outcomes import ENVIRONMENT_ERRORS
-from ..reference import course_root, source_notebook_path
 from ..sandbox import SANDBOX_SUPPORT, Launch, SandboxConfig, _resolve_sandboxed
+from ..source import course_root, source_notebook_path
 from .visible import (
     FAILED,
     NOT_CHECKED,

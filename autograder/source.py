@@ -1,4 +1,4 @@
-"""Reference solutions, read from the one place they live: the source notebooks.
+"""Source notebooks: the one place reference solutions live, read here.
 
 Hidden tests grade a function against the reference on fresh inputs, and grade a
 function that calls earlier exercises with *correct* versions of those exercises

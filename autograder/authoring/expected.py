@@ -15,8 +15,8 @@ from pathlib import Path
 import dlcourse.testcases as testcases_pkg
 from dlcourse.testcases import EXPECTED_DIR, CaseSet, encode
 
-from .errors import ReleaseOutOfDate
-from .reference import reference_namespace
+from ..errors import ReleaseOutOfDate
+from ..source import reference_namespace
 
 __all__ = ["case_sets", "compute_expected", "write_expected"]
 

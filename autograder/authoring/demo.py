@@ -23,12 +23,12 @@ from pathlib import Path
 
 import nbformat
 
-from . import REPO_ROOT
-from .course import Course, course_config, list_assignments
-from .errors import SourceNotebookError, UsageError
-from .export import export_csv, export_rows, format_table
-from .feedback import generate_feedback
-from .grade import grade_course, new_gradebook
+from .. import REPO_ROOT
+from ..course import Course, course_config, list_assignments
+from ..errors import SourceNotebookError, UsageError
+from ..export import export_csv, export_rows, format_table
+from ..feedback import generate_feedback
+from ..grade import grade_course, new_gradebook
 
 __all__ = ["apply_mistake", "build_demo", "load_mistakes"]
 

@@ -12,9 +12,9 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from . import REPO_ROOT
-from .course import Course, list_assignments
-from .errors import ReleaseOutOfDate, UsageError
+from .. import REPO_ROOT
+from ..course import Course, list_assignments
+from ..errors import ReleaseOutOfDate, UsageError
 
 __all__ = ["release"]
 

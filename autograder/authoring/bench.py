@@ -27,11 +27,11 @@ from pathlib import Path
 
 import nbformat
 
-from . import REPO_ROOT
-from .course import Course, course_config, list_assignments
+from .. import REPO_ROOT
+from ..course import Course, course_config, list_assignments
+from ..errors import AutograderError, UsageError
+from ..grade import OUTCOMES_FILE, default_workers, new_gradebook
 from .demo import CONFIG, MISTAKES_DIR, apply_mistake, load_mistakes
-from .errors import AutograderError, UsageError
-from .grade import OUTCOMES_FILE, default_workers, new_gradebook
 
 __all__ = ["build_class", "run_bench"]
 

@@ -27,9 +27,9 @@ import tempfile
 import zipfile
 from pathlib import Path
 
-from . import REPO_ROOT
-from .course import list_assignments
-from .errors import AutograderError, UsageError
+from .. import REPO_ROOT
+from ..course import list_assignments
+from ..errors import AutograderError, UsageError
 
 __all__ = ["DEFAULT_OUT", "PackError", "audit_pack", "build_pack"]
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from . import REPO_ROOT
-from .course import _ensure_tools_on_path, list_assignments, load_config
-from .errors import SourceNotebookError, UsageError
+from .. import REPO_ROOT
+from ..course import _ensure_tools_on_path, list_assignments, load_config
+from ..errors import SourceNotebookError, UsageError
 
 __all__ = ["validate_sources"]
 
