@@ -66,7 +66,7 @@ def _course(args) -> Path:
 
 def _cmd_grade(args) -> None:
     from .errors import GradingIncomplete
-    from .grade import grade_course
+    from .grading.run import grade_course
 
     run = grade_course(
         _course(args),

@@ -49,7 +49,7 @@ from pathlib import Path
 import nbformat
 
 from . import REPO_ROOT
-from .grade import load_outcomes
+from .grading.outcomes import load_outcomes
 
 __all__ = [
     "check_messages",

@@ -221,7 +221,7 @@ def test_stock_nbgrader_export_still_works_on_the_gradebook(course, tmp_path):
 
 def test_fixture_release_is_what_nbgrader_generates(tmp_path):
     from autograder.course import Course
-    from autograder.grade import new_gradebook
+    from autograder.grading.template import new_gradebook
 
     new_gradebook(tmp_path / "gradebook.db")
     generated = Course(tmp_path, ["mini"], source_root=FIXTURE).generate("mini")

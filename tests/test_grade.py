@@ -20,10 +20,16 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from autograder import grade
 from autograder.authoring.demo import apply_mistake, load_mistakes
 from autograder.cli import main
 from autograder.errors import UsageError
+from autograder.grading.fastkernels import warm_up
+from autograder.grading.gradebook import merge_results
+from autograder.grading.inspection import inspect_submission
+from autograder.grading.outcomes import GradeResult
+from autograder.grading.pool import Job, run_tasks
+from autograder.grading.submission import GradeTask, grade_submission
+from autograder.grading.template import prepare_template
 
 FIXTURE = Path(__file__).parent / "files" / "course_fixture"
 ASSIGNMENT = "mini"
@@ -383,11 +389,11 @@ def test_forked_kernel_sees_what_a_fresh_kernel_sees(tmp_path, monkeypatch, mplb
     course = build_course(
         tmp_path, {"probe": (lambda: {NOTEBOOK: _json(nb)}, None, None, None)}
     )
-    grade.warm_up()
-    template = grade.prepare_template(course, ASSIGNMENT, tmp_path / "template")
+    warm_up()
+    template = prepare_template(course, ASSIGNMENT, tmp_path / "template")
     seen = {}
     for fork in (True, False):
-        task = grade.GradeTask(
+        task = GradeTask(
             assignment=ASSIGNMENT,
             student="probe",
             submission_dir=course / "submitted" / "probe" / ASSIGNMENT,
@@ -397,7 +403,7 @@ def test_forked_kernel_sees_what_a_fresh_kernel_sees(tmp_path, monkeypatch, mplb
             template_dir=template,
             fork_kernels=fork,
         )
-        result = grade.grade_submission(task, tmp_path / f"scratch-{fork}")
+        result = grade_submission(task, tmp_path / f"scratch-{fork}")
         assert result.outcome == "graded" and result.score == 30
         autograded = nbformat.read(str(result.autograded_dir / NOTEBOOK), 4)
         texts = [
@@ -421,14 +427,14 @@ def test_a_pipeline_failure_exits_non_zero_and_keeps_the_previous_grades(
     before = export_text(course, capsys)
     notebook = course / "autograded" / "reference" / ASSIGNMENT / NOTEBOOK
     graded_before = notebook.read_bytes()
-    real = grade.grade_submission
+    real = grade_submission
 
     def broken(task, scratch):
         if task.student == "reference":
             raise RuntimeError("disk on fire")
         return real(task, scratch)
 
-    monkeypatch.setattr(grade, "grade_submission", broken)
+    monkeypatch.setattr("autograder.grading.run.grade_submission", broken)
     code = main(args)
     captured = capsys.readouterr()
     assert code == 5
@@ -467,7 +473,7 @@ def test_inspection_rejects_what_nbgrader_would_choke_on(
 ):
     for name, data in files.items():
         (tmp_path / name).write_bytes(data)
-    found = grade.inspect_submission(tmp_path, [NOTEBOOK])
+    found = inspect_submission(tmp_path, [NOTEBOOK])
     assert not found.graded
     assert found.problems[0][0] == outcome
     for word in words:
@@ -476,7 +482,7 @@ def test_inspection_rejects_what_nbgrader_would_choke_on(
 
 def test_inspection_keeps_the_last_copy_of_a_repeated_grade_id(tmp_path):
     (tmp_path / NOTEBOOK).write_bytes(_json(duplicate_grade_id()))
-    found = grade.inspect_submission(tmp_path, [NOTEBOOK])
+    found = inspect_submission(tmp_path, [NOTEBOOK])
     nb = found.graded[NOTEBOOK]
     ids = [
         c.metadata["nbgrader"]["grade_id"] for c in nb.cells if "nbgrader" in c.metadata
@@ -500,17 +506,11 @@ def _raiser():
 
 def test_pool_kills_a_job_over_its_limit_and_reports_a_crash(tmp_path):
     jobs = [
-        grade._Job(
-            "slow", _sleeper, (30,), tmp_path / "a.log", 1.0, lambda: "timeout", str
-        ),
-        grade._Job(
-            "fast", _sleeper, (0,), tmp_path / "b.log", 10.0, lambda: "timeout", str
-        ),
-        grade._Job(
-            "bad", _raiser, (), tmp_path / "c.log", 10.0, lambda: "timeout", str
-        ),
+        Job("slow", _sleeper, (30,), tmp_path / "a.log", 1.0, lambda: "timeout", str),
+        Job("fast", _sleeper, (0,), tmp_path / "b.log", 10.0, lambda: "timeout", str),
+        Job("bad", _raiser, (), tmp_path / "c.log", 10.0, lambda: "timeout", str),
     ]
-    results = grade.run_tasks(jobs, 2)
+    results = run_tasks(jobs, 2)
     assert results["slow"] == "timeout"
     assert results["fast"] == 0
     assert "ValueError: boom" in results["bad"]
@@ -520,14 +520,14 @@ def test_merge_that_fails_half_way_leaves_the_previous_gradebook_intact(
     tmp_path, monkeypatch
 ):
     course = build_course(tmp_path / "course", {})
-    template = grade.prepare_template(course, ASSIGNMENT, tmp_path / "template")
+    template = prepare_template(course, ASSIGNMENT, tmp_path / "template")
     results = [
-        grade.GradeResult(ASSIGNMENT, s, "graded", "", {"test_square": (10.0, 10.0)})
+        GradeResult(ASSIGNMENT, s, "graded", "", {"test_square": (10.0, 10.0)})
         for s in ("ann", "bob")
     ]
     work = tmp_path / "work"
     work.mkdir()
-    grade.merge_results(course, results[:1], {ASSIGNMENT: template}, work)
+    merge_results(course, results[:1], {ASSIGNMENT: template}, work)
     before = (course / "gradebook.db").read_bytes()
     calls = []
 
@@ -535,9 +535,9 @@ def test_merge_that_fails_half_way_leaves_the_previous_gradebook_intact(
         calls.append(assignment)
         raise RuntimeError("crash in the middle of the merge")
 
-    monkeypatch.setattr(grade, "_sync_assignment", failing)
+    monkeypatch.setattr("autograder.grading.gradebook._sync_assignment", failing)
     with pytest.raises(RuntimeError, match="middle of the merge"):
-        grade.merge_results(course, results, {ASSIGNMENT: template}, work)
+        merge_results(course, results, {ASSIGNMENT: template}, work)
     assert calls
     assert (course / "gradebook.db").read_bytes() == before
     assert not list(course.glob(".gradebook.db.*"))
@@ -551,9 +551,9 @@ def test_one_student_the_gradebook_refuses_does_not_cost_the_others(
     from nbgrader.api import Gradebook
 
     course = build_course(tmp_path / "course", {})
-    template = grade.prepare_template(course, ASSIGNMENT, tmp_path / "template")
+    template = prepare_template(course, ASSIGNMENT, tmp_path / "template")
     results = [
-        grade.GradeResult(ASSIGNMENT, s, "graded", "", {"test_square": (10.0, 10.0)})
+        GradeResult(ASSIGNMENT, s, "graded", "", {"test_square": (10.0, 10.0)})
         for s in ("ann", "bob", "cid")
     ]
     work = tmp_path / "work"
@@ -564,9 +564,11 @@ def test_one_student_the_gradebook_refuses_does_not_cost_the_others(
             raise OSError(28, "No space left on device")
         real_store(gb, result)
 
-    real_store = grade._store
-    monkeypatch.setattr(grade, "_store", failing)
-    failures = grade.merge_results(course, results, {ASSIGNMENT: template}, work)
+    from autograder.grading import gradebook
+
+    real_store = gradebook._store
+    monkeypatch.setattr(gradebook, "_store", failing)
+    failures = merge_results(course, results, {ASSIGNMENT: template}, work)
     assert len(failures) == 1 and failures[0].startswith("bob/mini:")
     assert "No space left on device" in failures[0]
     with Gradebook(f"sqlite:///{course / 'gradebook.db'}") as gb:

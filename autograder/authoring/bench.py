@@ -30,7 +30,9 @@ import nbformat
 from .. import REPO_ROOT
 from ..course import Course, course_config, list_assignments
 from ..errors import AutograderError, UsageError
-from ..grade import OUTCOMES_FILE, default_workers, new_gradebook
+from ..grading.outcomes import OUTCOMES_FILE
+from ..grading.run import default_workers
+from ..grading.template import new_gradebook
 from .demo import CONFIG, MISTAKES_DIR, apply_mistake, load_mistakes
 
 __all__ = ["build_class", "run_bench"]

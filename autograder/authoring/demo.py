@@ -28,7 +28,8 @@ from ..course import Course, course_config, list_assignments
 from ..errors import SourceNotebookError, UsageError
 from ..export import export_csv, export_rows, format_table
 from ..feedback import generate_feedback
-from ..grade import grade_course, new_gradebook
+from ..grading.run import grade_course
+from ..grading.template import new_gradebook
 
 __all__ = ["apply_mistake", "build_demo", "load_mistakes"]
 
