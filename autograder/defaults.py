@@ -11,3 +11,5 @@ from __future__ import annotations
 NOTEBOOK_TIMEOUT = 600.0
 #: Seconds allowed to build one assignment's template (``generate_assignment``).
 TEMPLATE_TIMEOUT = 600.0
+
+KiB, MiB, GiB = 1024, 1024**2, 1024**3

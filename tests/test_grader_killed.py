@@ -3,7 +3,7 @@
 The issue: "If the grader itself is killed, its forked workers keep running (one
 ran 13 minutes on its own)." Every worker sets Linux's parent-death signal
 (``autograder.grading.pool.die_with_parent``), and every kernel is started under
-``sandbox_limits.py --die-with-parent`` (and bubblewrap's ``--die-with-parent``).
+``sandbox/files/limits.py --die-with-parent`` (and bubblewrap's ``--die-with-parent``).
 
 Here ``python -m autograder grade`` runs as a subprocess on the small fixture
 course with two submissions that never finish (a busy loop and a long sleep in

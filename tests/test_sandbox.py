@@ -38,20 +38,19 @@ from conftest import tree_digest
 
 from autograder import REPO_ROOT
 from autograder.course import Course, load_config
-from autograder.sandbox import (
+from autograder.sandbox.availability import sandbox_status
+from autograder.sandbox.config import (
     GiB,
     KiB,
-    Launch,
     MiB,
     SandboxConfig,
-    SandboxKernelManager,
     SandboxLimits,
     SandboxUnavailable,
     UnsandboxedWarning,
-    sandbox_config_for,
     sandbox_events,
-    sandbox_status,
 )
+from autograder.sandbox.kernel import SandboxKernelManager, sandbox_config_for
+from autograder.sandbox.process import Launch
 from autograder.verify import choose_run_seed, reconcile, verify_submission
 
 HOSTILE = REPO_ROOT / "tests" / "files" / "hostile"
@@ -791,7 +790,7 @@ def test_require_sandbox_without_bwrap_is_a_clear_error(tmp_path):
 def test_sandbox_config_replaces_nbgrader_execute(tmp_path):
     from nbgrader.preprocessors import Execute
 
-    from autograder.sandbox import SandboxExecute
+    from autograder.sandbox.kernel import SandboxExecute
 
     c = sandbox_config_for(tmp_path, {"cell_timeout": 7})
     chain = c.Autograde.autograde_preprocessors

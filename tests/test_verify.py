@@ -23,8 +23,9 @@ import pytest
 from conftest import apply_mistake, assignments, load_mistakes, source_notebook
 
 from autograder import REPO_ROOT
-from autograder import sandbox_runner as protocol
-from autograder.sandbox import SandboxConfig, sandbox_status
+from autograder.sandbox.availability import sandbox_status
+from autograder.sandbox.config import SandboxConfig
+from autograder.sandbox.files import runner as protocol
 from autograder.verify import (
     CellVerdict,
     Verification,

@@ -77,7 +77,7 @@ def die_with_parent(parent: int) -> None:
 
     Linux's parent-death signal; the worker's own children (kernels, runners)
     get theirs from bubblewrap (``--die-with-parent``) and from this function
-    in :mod:`autograder.sandbox`. Without it, a grader killed with SIGKILL
+    in :mod:`autograder.sandbox.files.limits`. Without it, a grader killed with SIGKILL
     would leave its workers grading on their own.
     """
     if not sys.platform.startswith("linux"):

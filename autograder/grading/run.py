@@ -180,7 +180,7 @@ def grade_course(
             raise UsageError(f"the {name} must be positive, got {value}")
     limits = tuple(sorted((sandbox_limits or {}).items()))
     if limits:
-        from ..sandbox import SandboxLimits
+        from ..sandbox.config import SandboxLimits
 
         try:
             SandboxLimits.from_dict(dict(limits))
@@ -213,7 +213,8 @@ def grade_course(
         lap("templates")
         run_seeds = {}
         if sandbox:
-            from ..sandbox import SandboxConfig, sandbox_status
+            from ..sandbox.availability import sandbox_status
+            from ..sandbox.config import SandboxConfig
 
             available, why = sandbox_status(SandboxConfig())
             if not available:

@@ -80,7 +80,7 @@ class GradeTask:
             grading run, see :func:`autograder.verify.choose_run_seed`); None
             keeps the hidden tests' literal seeds.
         sandbox_limits: ``(name, value)`` pairs overriding the defaults of
-            :class:`autograder.sandbox.SandboxLimits` (memory, processes …).
+            :class:`autograder.sandbox.config.SandboxLimits` (memory, processes …).
     """
 
     assignment: str
@@ -201,7 +201,7 @@ def _usage() -> dict[str, float]:
 
 def _verified_scores(task: GradeTask, limits, scratch: Path, submission, autograded):
     """Run the verified scoring of the assignment's notebook (see ``verify``)."""
-    from ..sandbox import SandboxConfig
+    from ..sandbox.config import SandboxConfig
     from ..verify import verify_submission
 
     name = f"{task.assignment}.ipynb"
@@ -313,7 +313,8 @@ def _nbgrader_config(task: GradeTask, root: Path, scratch: Path, n_notebooks: in
     config.Execute.shutdown_kernel = "immediate"
     limits = None
     if task.sandbox:
-        from ..sandbox import SandboxLimits, sandbox_config_for
+        from ..sandbox.config import SandboxLimits
+        from ..sandbox.kernel import sandbox_config_for
 
         limits = SandboxLimits.from_dict(
             {

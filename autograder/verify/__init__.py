@@ -5,7 +5,7 @@ nbgrader decides a score inside the student's own kernel, where one line
 score of each graded function is decided by the trusted grading process:
 
 1. the student's code runs in a sandboxed *runner*
-   (:mod:`autograder.sandbox_runner`): the solution cells in full, and the
+   (:mod:`autograder.sandbox.files.runner`): the solution cells in full, and the
    ``import``/``def``/``class`` statements of the student's other cells;
 2. the hidden test of each graded function (``GRADER.grade(name, namespace)``,
    unchanged) runs *here*, with a namespace whose functions are proxies: a call
@@ -52,10 +52,13 @@ from typing import NamedTuple
 import nbformat
 import numpy as np
 
-from .. import sandbox_runner as protocol
 from ..errors import AutograderError
 from ..grading.outcomes import ENVIRONMENT_ERRORS
-from ..sandbox import SANDBOX_SUPPORT, Launch, SandboxConfig, _resolve_sandboxed
+from ..sandbox.availability import resolve_sandboxed
+from ..sandbox.command import SANDBOX_RUNNER_SCRIPT
+from ..sandbox.config import SandboxConfig
+from ..sandbox.files import runner as protocol
+from ..sandbox.process import Launch
 from ..source import course_root, source_notebook_path
 from .visible import (
     FAILED,
@@ -385,9 +388,9 @@ class _Channel:
         self.sandboxed: bool | None = None
 
     def start(self) -> None:
-        sandboxed = _resolve_sandboxed(self.config)
+        sandboxed = resolve_sandboxed(self.config)
         runner = (
-            f"{SANDBOX_SUPPORT}/sandbox_runner.py"
+            SANDBOX_RUNNER_SCRIPT
             if sandboxed
             else str(Path(protocol.__file__).resolve())
         )

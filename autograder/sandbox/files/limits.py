@@ -1,10 +1,10 @@
 """Apply resource limits and drop privileges, then run a command in this process.
 
-Standalone (standard library only): :mod:`autograder.sandbox` binds this file
+Standalone (standard library only): :mod:`autograder.sandbox.command` binds this file
 read-only into every sandbox and runs it twice around ``bwrap``::
 
-    python sandbox_limits.py --ignore-sigint -- bwrap ... -- \\
-        python sandbox_limits.py --as BYTES --nproc N ... [--uid U --gid G] -- CMD
+    python limits.py --ignore-sigint -- bwrap ... -- \\
+        python limits.py --as BYTES --nproc N ... [--uid U --gid G] -- CMD
 
 Outside the sandbox it only makes ``bwrap`` ignore SIGINT: Jupyter interrupts a
 kernel by signalling its whole process group, and ``bwrap`` would otherwise die

@@ -1,8 +1,8 @@
 """Compute a student's outputs inside the sandbox; only data goes back.
 
-Standalone (standard library and numpy only): :mod:`autograder.sandbox` binds
+Standalone (standard library and numpy only): :mod:`autograder.sandbox.command` binds
 this file read-only into the sandbox, and :mod:`autograder.verify` (the trusted
-side) starts it as ``python sandbox_runner.py`` with its stdin and stdout as the
+side) starts it as ``python runner.py`` with its stdin and stdout as the
 only channel. The trusted side sends:
 
 - ``load``: the code of the student's cells; they run here, in a fresh
