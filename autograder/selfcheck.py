@@ -223,7 +223,7 @@ def check_notebook(
         )
         run_seed = None
         if sandbox:
-            from .verify import choose_run_seed
+            from .verify.seeds import choose_run_seed
 
             run_seed = choose_run_seed(assignment, source_root=course_root)
 

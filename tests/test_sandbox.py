@@ -3,7 +3,7 @@
 A class of scenario-named submissions (``tests/files/hostile/scenarios/``) of a
 three-function fixture assignment (``tests/files/hostile/course``) is graded the
 way the pipeline grades: nbgrader autogrades each student in a sandboxed kernel,
-then :func:`autograder.verify.verify_submission` judges every graded function
+then :func:`autograder.verify.submission.verify_submission` judges every graded function
 outside the student's process. For every scenario the test requires a definite
 outcome and exactly the points its honest parts earn (``Earned:``); for the
 class, that ``submitted/`` is untouched, that no marker file appears outside the
@@ -51,7 +51,9 @@ from autograder.sandbox.config import (
 )
 from autograder.sandbox.kernel import SandboxKernelManager, sandbox_config_for
 from autograder.sandbox.process import Launch
-from autograder.verify import choose_run_seed, reconcile, verify_submission
+from autograder.verify.reconcile import reconcile
+from autograder.verify.seeds import choose_run_seed
+from autograder.verify.submission import verify_submission
 
 HOSTILE = REPO_ROOT / "tests" / "files" / "hostile"
 FIXTURE_COURSE = HOSTILE / "course"

@@ -26,19 +26,11 @@ from autograder import REPO_ROOT
 from autograder.sandbox.availability import sandbox_status
 from autograder.sandbox.config import SandboxConfig
 from autograder.sandbox.files import runner as protocol
-from autograder.verify import (
-    CellVerdict,
-    Verification,
-    _load_source,
-    _reference_code,
-    _student_cells,
-    choose_run_seed,
-    fresh_inputs,
-    graded_cells,
-    reconcile,
-    reference_failures,
-    verify_submission,
-)
+from autograder.source import graded_cells, load_source_notebook, reference_code
+from autograder.verify.reconcile import reconcile
+from autograder.verify.seeds import choose_run_seed, fresh_inputs, reference_failures
+from autograder.verify.submission import _student_cells, verify_submission
+from autograder.verify.verdicts import CellVerdict, Verification
 
 HOSTILE = REPO_ROOT / "tests" / "files" / "hostile"
 FIXTURE_COURSE = HOSTILE / "course"
@@ -199,16 +191,16 @@ def test_graded_cells_are_read_from_the_source_notebook():
 
 
 def test_the_runner_gets_reference_code_only_of_earlier_functions():
-    source = _load_source(FIXTURE_SOURCE)
-    code = _reference_code(source, ["square"], forbidden={"sum_of_squares"})
+    source = load_source_notebook(FIXTURE_SOURCE)
+    code = reference_code(source, ["square"], forbidden={"sum_of_squares"})
     assert "def square" in code and "import numpy as np" in code
     assert "def sum_of_squares" not in code and "def mean" not in code
     # Never the function being graded, even if a test asked to patch it.
-    assert "def " not in _reference_code(source, ["sum_of_squares"], {"sum_of_squares"})
+    assert "def " not in reference_code(source, ["sum_of_squares"], {"sum_of_squares"})
 
 
 def test_locked_cells_come_from_the_source_and_extra_cells_only_define():
-    source = _load_source(FIXTURE_SOURCE)
+    source = load_source_notebook(FIXTURE_SOURCE)
     nb = nbformat.read(str(FIXTURE_SOURCE), as_version=4)
     nb.cells[1].source = "import numpy as np\nnp.allclose = None"  # the setup cell
     nb.cells.append(

@@ -221,7 +221,7 @@ def grade_course(
                 if require_sandbox:
                     raise UsageError(f"--require-sandbox: {why}")
                 log(f"WARNING: UNSANDBOXED GRADING: {why}")
-            from ..verify import choose_run_seed
+            from ..verify.seeds import choose_run_seed
 
             for assignment in sorted({a for a, _, _ in found}):
                 try:

@@ -10,7 +10,7 @@
    (:mod:`.fastkernels`);
 4. **the verified run** (:mod:`autograder.verify`): every graded function
    judged outside the student's process, then set beside the notebook's own
-   run (:func:`autograder.verify.reconcile`);
+   run (:func:`autograder.verify.reconcile.reconcile`);
 5. **the outcome** (:mod:`.outcomes`), with its reason.
 
 Per-cell limit: nbgrader interrupts a cell that runs longer than
@@ -77,7 +77,7 @@ class GradeTask:
         require_sandbox: with ``sandbox``, fail instead of grading unsandboxed
             where bubblewrap cannot run.
         run_seed: mixed into the hidden inputs of the verified run (one per
-            grading run, see :func:`autograder.verify.choose_run_seed`); None
+            grading run, see :func:`autograder.verify.seeds.choose_run_seed`); None
             keeps the hidden tests' literal seeds.
         sandbox_limits: ``(name, value)`` pairs overriding the defaults of
             :class:`autograder.sandbox.config.SandboxLimits` (memory, processes …).
@@ -202,7 +202,7 @@ def _usage() -> dict[str, float]:
 def _verified_scores(task: GradeTask, limits, scratch: Path, submission, autograded):
     """Run the verified scoring of the assignment's notebook (see ``verify``)."""
     from ..sandbox.config import SandboxConfig
-    from ..verify import verify_submission
+    from ..verify.submission import verify_submission
 
     name = f"{task.assignment}.ipynb"
     workdir = autograded if autograded.is_dir() else scratch / "verify-empty"
@@ -227,9 +227,10 @@ def _reconciled(scores: dict, verification) -> tuple[dict, dict, Flags]:
     Args:
         scores: ``{grade_id: (score, max)}`` from the notebook run (score None
             where it gave none, e.g. the kernel died).
-        verification: the result of :func:`autograder.verify.verify_submission`.
+        verification: the result of
+            :func:`autograder.verify.submission.verify_submission`.
     """
-    from ..verify import reconcile
+    from ..verify.reconcile import reconcile
 
     nbgrader = {gid: s for gid, (s, _) in scores.items()}
     final = reconcile(nbgrader, verification)
