@@ -12,6 +12,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from . import defaults
 from .errors import AutograderError
 
 # The formats of ``export``, default first (kept here so --help needs no imports
@@ -165,17 +166,35 @@ def _add_timeouts(p: argparse.ArgumentParser) -> None:
         type=int,
         metavar="S",
         help="seconds a cell may run before it is interrupted (default: the "
-        "course's Execute.timeout)",
+        "course's Execute.timeout, else nbgrader's "
+        f"{defaults.NBGRADER_CELL_TIMEOUT})",
     )
     p.add_argument(
         "--notebook-timeout",
         type=float,
         metavar="S",
-        help="wall-clock seconds one notebook may take (default: 600)",
+        help="wall-clock seconds one notebook may take (default: "
+        f"{defaults.NOTEBOOK_TIMEOUT:g})",
     )
 
 
-_UNITS = {"K": 1024, "M": 1024**2, "G": 1024**3}
+_UNITS = {"K": defaults.KiB, "M": defaults.MiB, "G": defaults.GiB}
+
+
+def _limit_defaults() -> str:
+    """``name=default`` for every sandbox limit ``--limit`` may set."""
+
+    def shown(value: int) -> str:
+        for suffix, unit in (("G", defaults.GiB), ("M", defaults.MiB)):
+            if value >= unit and value % unit == 0:
+                return f"{value // unit}{suffix}"
+        return str(value)
+
+    return ", ".join(
+        f"{name}={shown(value)}"
+        for name, value in defaults.SANDBOX_LIMITS.items()
+        if name not in defaults.TIMEOUT_LIMITS
+    )
 
 
 def _limit(text: str) -> tuple[str, int]:
@@ -237,7 +256,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("assignments", nargs="*", help="assignment ids (default: all)")
     _add_course(p)
     p.add_argument(
-        "--workers", type=int, metavar="N", help="default: one more than the CPUs"
+        "--workers",
+        type=int,
+        metavar="N",
+        help=f"default: one more than the CPUs ({defaults.workers()} here)",
     )
     p.add_argument(
         "--student", action="append", metavar="ID", help="grade only this student"
@@ -251,13 +273,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--sandbox",
         action=argparse.BooleanOptionalAction,
-        default=True,
+        default=defaults.SANDBOX,
         help="run student code under bubblewrap and verify every score outside "
-        "the student's process (default; --no-sandbox: trusted code only)",
+        "the student's process (--no-sandbox: trusted code only; default: "
+        f"{'--sandbox' if defaults.SANDBOX else '--no-sandbox'})",
     )
     p.add_argument(
         "--require-sandbox",
-        action="store_true",
+        action=argparse.BooleanOptionalAction,
+        default=defaults.REQUIRE_SANDBOX,
         help="fail instead of grading unsandboxed where bubblewrap cannot run",
     )
     p.add_argument(
@@ -266,8 +290,8 @@ def build_parser() -> argparse.ArgumentParser:
         action="append",
         type=_limit,
         default=[],
-        help="override a sandbox limit, e.g. memory=2G, processes=128, "
-        "file_size=64M, open_files=128, cpu_seconds=600 (repeatable)",
+        help="override a sandbox limit (repeatable); sizes take K, M or G. "
+        f"Limits and defaults: {_limit_defaults()}",
     )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(run=_cmd_grade)

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import nbformat
 
-from . import REPO_ROOT
+from . import REPO_ROOT, defaults
 from .course import list_assignments
 from .defaults import NOTEBOOK_TIMEOUT
 from .errors import AutograderError, NotebookNotRecognised, UsageError
@@ -168,7 +168,7 @@ def check_notebook(
     course_root: Path = REPO_ROOT,
     cell_timeout: int | None = None,
     notebook_timeout: float | None = None,
-    sandbox: bool = True,
+    sandbox: bool = defaults.SANDBOX,
     log: Callable[[str], None] = print,
 ) -> GradeResult:
     """Grade one notebook file; print and return the result.

@@ -402,6 +402,7 @@ def test_forked_kernel_sees_what_a_fresh_kernel_sees(tmp_path, monkeypatch, mplb
             notebook_timeout=NOTEBOOK_LIMIT,
             template_dir=template,
             fork_kernels=fork,
+            sandbox=False,
         )
         result = grade_submission(task, tmp_path / f"scratch-{fork}")
         assert result.outcome == "graded" and result.score == 30

@@ -38,6 +38,7 @@ from conftest import tree_digest
 
 from autograder import REPO_ROOT
 from autograder.course import Course, load_config
+from autograder.errors import SandboxUnavailable
 from autograder.sandbox.availability import sandbox_status
 from autograder.sandbox.config import (
     GiB,
@@ -45,7 +46,6 @@ from autograder.sandbox.config import (
     MiB,
     SandboxConfig,
     SandboxLimits,
-    SandboxUnavailable,
     UnsandboxedWarning,
     sandbox_events,
 )

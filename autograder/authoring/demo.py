@@ -23,7 +23,7 @@ from pathlib import Path
 
 import nbformat
 
-from .. import REPO_ROOT
+from .. import REPO_ROOT, defaults
 from ..course import Course, course_config, list_assignments
 from ..errors import SourceNotebookError, UsageError
 from ..export import export_csv, export_rows, format_table
@@ -108,7 +108,7 @@ def build_demo(
     mistakes_dir: Path = MISTAKES_DIR,
     workers: int | None = None,
     cell_timeout: int | None = None,
-    sandbox: bool = True,
+    sandbox: bool = defaults.SANDBOX,
     progress: bool = True,
     log: Callable[[str], None] = print,
 ) -> Path:

@@ -32,9 +32,9 @@ from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 
-from .. import REPO_ROOT
+from .. import REPO_ROOT, defaults
 from ..course import course_config
-from ..defaults import NOTEBOOK_TIMEOUT, TEMPLATE_TIMEOUT
+from ..defaults import TEMPLATE_TIMEOUT
 from ..errors import AutograderError, PreflightFailed, UsageError
 from .discover import discover_submissions
 from .fastkernels import warm_up
@@ -124,15 +124,15 @@ def _progress_bar(total: int, enabled: bool):
 
 
 def default_workers() -> int:
-    """One more worker than CPUs: a task's worker and kernel take turns, and
-    both wait on each other and on files now and then."""
-    return (os.cpu_count() or 1) + 1
+    """Submissions graded at once (:func:`autograder.defaults.workers`)."""
+    return defaults.workers()
 
 
 def default_cell_timeout(course_root: Path) -> int | None:
-    """``Execute.timeout`` from the course configuration (nbgrader's default 30)."""
+    """``Execute.timeout`` from the course configuration, else nbgrader's own
+    default (:data:`autograder.defaults.NBGRADER_CELL_TIMEOUT`)."""
     config = course_config(course_root)
-    return config.Execute.get("timeout", 30)
+    return config.Execute.get("timeout", defaults.NBGRADER_CELL_TIMEOUT)
 
 
 def grade_course(
@@ -143,9 +143,9 @@ def grade_course(
     workers: int | None = None,
     cell_timeout: int | None = None,
     notebook_timeout: float | None = None,
-    fork_kernels: bool = True,
-    sandbox: bool = False,
-    require_sandbox: bool = False,
+    fork_kernels: bool = defaults.FORK_KERNELS,
+    sandbox: bool = defaults.SANDBOX,
+    require_sandbox: bool = defaults.REQUIRE_SANDBOX,
     sandbox_limits: Mapping[str, int] | None = None,
     progress: bool = True,
     log: Callable[[str], None] = print,
@@ -171,6 +171,65 @@ def grade_course(
         The run; ``run.complete`` is False if any submission ended in ``error``.
     """
     started = time.monotonic()
+    limits = _checked_limits(workers, cell_timeout, notebook_timeout, sandbox_limits)
+    course_root = Path(course_root).resolve()
+    found = discover_submissions(course_root, assignments, students)
+    if not found:
+        log(f"nothing to grade: no submissions under {course_root / 'submitted'}")
+        return GradeRun([], time.monotonic() - started)
+    if cell_timeout is None:
+        cell_timeout = default_cell_timeout(course_root)
+    settings = Settings(
+        sandbox=sandbox,
+        require_sandbox=require_sandbox,
+        fork_kernels=fork_kernels,
+        cell_timeout=cell_timeout,
+        notebook_timeout=notebook_timeout or defaults.NOTEBOOK_TIMEOUT,
+        sandbox_limits=limits,
+    )
+    laps = _Laps()
+    warm_up()
+    laps.lap("imports")
+    run_dir = Path(tempfile.mkdtemp(prefix="autograder-run-", dir=_scratch_base()))
+    try:
+        results, failures = _grade_in(
+            run_dir,
+            course_root,
+            found,
+            settings,
+            workers=workers or default_workers(),
+            progress=progress,
+            log=log,
+            laps=laps,
+        )
+    finally:
+        shutil.rmtree(run_dir, ignore_errors=True)
+    run = GradeRun(results, time.monotonic() - started, laps.phases, failures)
+    _log_summary(run, log)
+    return run
+
+
+class _Laps:
+    """Wall time of each phase of a run, for the summary and ``bench``."""
+
+    def __init__(self):
+        self.phases: dict[str, float] = {}
+        self._last = time.monotonic()
+
+    def lap(self, name: str) -> None:
+        now = time.monotonic()
+        self.phases[name] = round(now - self._last, 3)
+        self._last = now
+
+
+def _checked_limits(workers, cell_timeout, notebook_timeout, sandbox_limits) -> tuple:
+    """Validate the arguments of :func:`grade_course`; the limits as pairs.
+
+    Raises:
+        UsageError: for a non-positive number, an unknown or invalid sandbox
+            limit, or a timeout given as a sandbox limit (grading sets those
+            from ``cell_timeout`` and ``notebook_timeout``).
+    """
     for name, value in (
         ("workers", workers),
         ("cell timeout", cell_timeout),
@@ -179,6 +238,12 @@ def grade_course(
         if value is not None and value <= 0:
             raise UsageError(f"the {name} must be positive, got {value}")
     limits = tuple(sorted((sandbox_limits or {}).items()))
+    clash = [name for name, _ in limits if name in defaults.TIMEOUT_LIMITS]
+    if clash:
+        option = "--" + clash[0].replace("_", "-")
+        raise UsageError(
+            f"the sandbox limit {clash[0]} is set by {option}, not by --limit"
+        )
     if limits:
         from ..sandbox.config import SandboxLimits
 
@@ -186,143 +251,140 @@ def grade_course(
             SandboxLimits.from_dict(dict(limits))
         except ValueError as error:
             raise UsageError(str(error)) from None
-    course_root = Path(course_root).resolve()
-    found = discover_submissions(course_root, assignments, students)
-    if not found:
-        log(f"nothing to grade: no submissions under {course_root / 'submitted'}")
-        return GradeRun([], time.monotonic() - started)
-    workers = workers or default_workers()
-    if cell_timeout is None:
-        cell_timeout = default_cell_timeout(course_root)
-    notebook_timeout = notebook_timeout or NOTEBOOK_TIMEOUT
-    phases: dict[str, float] = {}
-    clock = [time.monotonic()]
+    return limits
 
-    def lap(name: str) -> None:
-        now = time.monotonic()
-        phases[name] = round(now - clock[0], 3)
-        clock[0] = now
 
-    warm_up()
-    lap("imports")
-    run_dir = Path(tempfile.mkdtemp(prefix="autograder-run-", dir=_scratch_base()))
-    try:
-        templates = _prepare_templates(
-            course_root, sorted({a for a, _, _ in found}), run_dir, workers
+def _grade_in(
+    run_dir: Path,
+    course_root: Path,
+    found: list[tuple[str, str, Path]],
+    settings: Settings,
+    *,
+    workers: int,
+    progress: bool,
+    log: Callable[[str], None],
+    laps: _Laps,
+) -> tuple[list[GradeResult], list[str]]:
+    """Templates, pre-flight, grading, merge and install, in ``run_dir``."""
+    assignments = sorted({a for a, _, _ in found})
+    templates = _prepare_templates(course_root, assignments, run_dir, workers)
+    laps.lap("templates")
+    run_seeds = {}
+    if settings.sandbox:
+        run_seeds = _run_seeds(course_root, assignments, settings, log)
+    make_task = partial(_make_task, course_root, settings, templates, run_seeds)
+    n_notebooks = {a: len(TemplateInfo.load(t).notebooks) for a, t in templates.items()}
+    for assignment in sorted(templates):
+        ran = run_preflight(
+            course_root,
+            assignment,
+            templates[assignment],
+            settings,
+            workdir=run_dir / "preflight" / assignment,
+            grade=partial(
+                grade_folders, make_task, assignment, run_dir, n_notebooks, workers
+            ),
+            log=log,
         )
-        lap("templates")
-        run_seeds = {}
-        if sandbox:
-            from ..sandbox.availability import sandbox_status
-            from ..sandbox.config import SandboxConfig
-
-            available, why = sandbox_status(SandboxConfig())
-            if not available:
-                if require_sandbox:
-                    raise UsageError(f"--require-sandbox: {why}")
-                log(f"WARNING: UNSANDBOXED GRADING: {why}")
-            from ..verify.seeds import choose_run_seed
-
-            for assignment in sorted({a for a, _, _ in found}):
-                try:
-                    run_seeds[assignment] = choose_run_seed(
-                        assignment, source_root=course_root
-                    )
-                except Exception as exc:  # noqa: BLE001 - the reference is broken
-                    # Part of the pre-flight: the trusted process's own reference
-                    # must run before any kernel does (else a raw traceback, exit 1).
-                    raise PreflightFailed(
-                        f"pre-flight of {assignment} failed, so nothing was graded "
-                        "(every score would be wrong):\n  reference solution, in "
-                        f"the grader: {type(exc).__name__}: {exc}"
-                    ) from exc
-            log(f"verified run seeds: {run_seeds}")
-        n_notebooks = {
-            a: len(TemplateInfo.load(t).notebooks) for a, t in templates.items()
-        }
-
-        def make_task(assignment: str, student: str, folder: Path) -> GradeTask:
-            return GradeTask(
-                assignment=assignment,
-                student=student,
-                submission_dir=folder,
-                course_root=course_root,
-                cell_timeout=cell_timeout,
-                notebook_timeout=notebook_timeout,
-                template_dir=templates[assignment],
-                fork_kernels=fork_kernels,
-                sandbox=sandbox,
-                require_sandbox=require_sandbox,
-                run_seed=run_seeds.get(assignment),
-                sandbox_limits=limits,
-            )
-
-        settings = Settings(
-            sandbox=sandbox,
-            require_sandbox=require_sandbox,
-            fork_kernels=fork_kernels,
-            cell_timeout=cell_timeout,
-            notebook_timeout=notebook_timeout,
-            sandbox_limits=limits,
-        )
-        for assignment in sorted(templates):
-            ran = run_preflight(
-                course_root,
-                assignment,
-                templates[assignment],
-                settings,
-                workdir=run_dir / "preflight" / assignment,
-                grade=partial(
-                    grade_folders,
-                    make_task,
-                    assignment,
-                    run_dir,
-                    n_notebooks,
-                    workers,
-                ),
-                log=log,
-            )
-            if not ran:
-                log(f"pre-flight {assignment}: passed before (cached)")
-        lap("preflight")
-        tasks = [
-            (index, make_task(assignment, student, folder))
-            for index, (assignment, student, folder) in enumerate(found)
+        if not ran:
+            log(f"pre-flight {assignment}: passed before (cached)")
+    laps.lap("preflight")
+    tasks = [
+        (index, make_task(assignment, student, folder))
+        for index, (assignment, student, folder) in enumerate(found)
+    ]
+    with _progress_bar(len(tasks), progress) as bar:
+        jobs = [
+            grade_job(index, task, run_dir, n_notebooks[task.assignment])
+            for index, task in tasks
         ]
-        bar = _progress_bar(len(tasks), progress)
-        with bar:
-            jobs = [
-                grade_job(index, task, run_dir, n_notebooks[task.assignment])
-                for index, task in tasks
-            ]
-            done = run_tasks(jobs, workers, on_done=lambda *_: bar.update(1))
-        results = [done[index] for index, _ in tasks]
-        lap("grading")
-        failures = merge_results(course_root, results, templates, run_dir)
-        write_outcomes(course_root, results)
-        lap("merge")
-        for result in results:
-            if not result.definite:
-                continue
-            try:
-                install_autograded(course_root, result)
-            except OSError as exc:
-                failures.append(
-                    f"{result.student}/{result.assignment}: grades stored, but the "
-                    f"autograded notebook could not be installed ({exc})"
-                )
-        lap("install")
-    finally:
-        shutil.rmtree(run_dir, ignore_errors=True)
-    run = GradeRun(results, time.monotonic() - started, phases, failures)
+        done = run_tasks(jobs, workers, on_done=lambda *_: bar.update(1))
+    results = [done[index] for index, _ in tasks]
+    laps.lap("grading")
+    failures = merge_results(course_root, results, templates, run_dir)
+    write_outcomes(course_root, results)
+    laps.lap("merge")
+    failures += _install_all(course_root, results)
+    laps.lap("install")
+    return results, failures
+
+
+def _run_seeds(course_root, assignments, settings: Settings, log) -> dict[str, int]:
+    """One verified run seed per assignment (the sandbox's part of pre-flight)."""
+    from ..sandbox.availability import sandbox_status
+    from ..sandbox.config import SandboxConfig
+    from ..verify.seeds import choose_run_seed
+
+    available, why = sandbox_status(SandboxConfig())
+    if not available:
+        if settings.require_sandbox:
+            raise UsageError(f"--require-sandbox: {why}")
+        log(f"WARNING: UNSANDBOXED GRADING: {why}")
+    run_seeds = {}
+    for assignment in assignments:
+        try:
+            run_seeds[assignment] = choose_run_seed(assignment, source_root=course_root)
+        except Exception as exc:  # noqa: BLE001 - the reference is broken
+            # Part of the pre-flight: the trusted process's own reference must
+            # run before any kernel does (else a raw traceback, exit 1).
+            raise PreflightFailed(
+                f"pre-flight of {assignment} failed, so nothing was graded "
+                "(every score would be wrong):\n  reference solution, in "
+                f"the grader: {type(exc).__name__}: {exc}"
+            ) from exc
+    log(f"verified run seeds: {run_seeds}")
+    return run_seeds
+
+
+def _make_task(
+    course_root: Path,
+    settings: Settings,
+    templates: Mapping[str, Path],
+    run_seeds: Mapping[str, int],
+    assignment: str,
+    student: str,
+    folder: Path,
+) -> GradeTask:
+    return GradeTask(
+        assignment=assignment,
+        student=student,
+        submission_dir=folder,
+        course_root=course_root,
+        cell_timeout=settings.cell_timeout,
+        notebook_timeout=settings.notebook_timeout,
+        template_dir=templates[assignment],
+        fork_kernels=settings.fork_kernels,
+        sandbox=settings.sandbox,
+        require_sandbox=settings.require_sandbox,
+        run_seed=run_seeds.get(assignment),
+        sandbox_limits=settings.sandbox_limits,
+    )
+
+
+def _install_all(course_root: Path, results: Sequence[GradeResult]) -> list[str]:
+    """Install every definite result's autograded notebooks; the failures."""
+    failures = []
+    for result in results:
+        if not result.definite:
+            continue
+        try:
+            install_autograded(course_root, result)
+        except OSError as exc:
+            failures.append(
+                f"{result.student}/{result.assignment}: grades stored, but the "
+                f"autograded notebook could not be installed ({exc})"
+            )
+    return failures
+
+
+def _log_summary(run: GradeRun, log: Callable[[str], None]) -> None:
     log(run.table())
-    for line in failures:
+    for line in run.failures:
         log(f"FAILED: {line}")
-    counts = {o: sum(r.outcome == o for r in results) for o in OUTCOMES}
+    counts = {o: sum(r.outcome == o for r in run.results) for o in OUTCOMES}
     summary = ", ".join(f"{n} {o}" for o, n in counts.items() if n)
-    log(f"{len(results)} submission(s) in {run.wall_time:.1f} s: {summary}")
-    log("time: " + ", ".join(f"{k} {v:.1f} s" for k, v in phases.items()))
-    return run
+    log(f"{len(run.results)} submission(s) in {run.wall_time:.1f} s: {summary}")
+    log("time: " + ", ".join(f"{k} {v:.1f} s" for k, v in run.phases.items()))
 
 
 def grade_folders(

@@ -34,8 +34,8 @@ from pathlib import Path
 
 import nbformat
 
+from .. import defaults
 from ..course import course_config
-from ..defaults import NOTEBOOK_TIMEOUT
 from . import progress
 from .environ import scoped_environ
 from .inspection import Inspection, inspect_submission
@@ -87,12 +87,12 @@ class GradeTask:
     student: str
     submission_dir: Path
     course_root: Path
-    cell_timeout: int | None = 60
-    notebook_timeout: float = NOTEBOOK_TIMEOUT
+    cell_timeout: int | None = defaults.CELL_TIMEOUT
+    notebook_timeout: float = defaults.NOTEBOOK_TIMEOUT
     template_dir: Path | None = None
-    fork_kernels: bool = True
-    sandbox: bool = False
-    require_sandbox: bool = False
+    fork_kernels: bool = defaults.FORK_KERNELS
+    sandbox: bool = defaults.SANDBOX
+    require_sandbox: bool = defaults.REQUIRE_SANDBOX
     run_seed: int | None = None
     sandbox_limits: tuple[tuple[str, int], ...] = ()
 

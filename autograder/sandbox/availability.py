@@ -17,7 +17,8 @@ import tempfile
 import warnings
 from functools import cache
 
-from .config import SandboxConfig, SandboxUnavailable, UnsandboxedWarning
+from ..errors import SandboxUnavailable
+from .config import SandboxConfig, UnsandboxedWarning
 
 __all__ = ["bwrap_path", "resolve_sandboxed", "sandbox_status"]
 

@@ -20,14 +20,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .. import REPO_ROOT, defaults
-from ..errors import AutograderError
 
 __all__ = [
     "EVENT_LOG",
     "SANDBOX_SUPPORT",
     "SandboxConfig",
     "SandboxLimits",
-    "SandboxUnavailable",
     "UnsandboxedWarning",
     "record_event",
     "sandbox_events",
@@ -44,12 +42,6 @@ EVENT_LOG = "sandbox-events.jsonl"
 SANDBOX_SUPPORT = "/opt/autograder-sandbox"
 
 
-class SandboxUnavailable(AutograderError):
-    """The sandbox was required but bubblewrap cannot run on this machine."""
-
-    exit_code = 5
-
-
 class UnsandboxedWarning(UserWarning):
     """Student code is running without the sandbox."""
 
@@ -58,37 +50,36 @@ class UnsandboxedWarning(UserWarning):
 class SandboxLimits:
     """Resource limits of one sandboxed process tree (sizes in bytes).
 
-    The defaults leave a real assignment ample room (the deep-network
-    application peaks near 1 GiB of address space) while containing runaway code.
+    Defaults: :data:`autograder.defaults.SANDBOX_LIMITS`.
     """
 
     #: Address space of each process (``RLIMIT_AS``); numpy and BLAS threads
     #: reserve far more than they touch, so this is not resident memory.
-    memory: int = 4 * GiB
+    memory: int = defaults.SANDBOX_LIMITS["memory"]
     #: Processes and threads of the sandbox user (``RLIMIT_NPROC``).
-    processes: int = 256
+    processes: int = defaults.SANDBOX_LIMITS["processes"]
     #: Largest file a process may write (``RLIMIT_FSIZE``).
-    file_size: int = 128 * MiB
+    file_size: int = defaults.SANDBOX_LIMITS["file_size"]
     #: Open file descriptors per process (``RLIMIT_NOFILE``).
-    open_files: int = 256
+    open_files: int = defaults.SANDBOX_LIMITS["open_files"]
     #: CPU seconds per process (``RLIMIT_CPU``).
-    cpu_seconds: int = 1800
+    cpu_seconds: int = defaults.SANDBOX_LIMITS["cpu_seconds"]
     #: Size of the writable tmpfs over the submission folder.
-    scratch_size: int = 256 * MiB
+    scratch_size: int = defaults.SANDBOX_LIMITS["scratch_size"]
     #: Size of the writable tmpfs at ``/tmp``.
-    tmp_size: int = 256 * MiB
+    tmp_size: int = defaults.SANDBOX_LIMITS["tmp_size"]
     #: Bytes the kernel may leave in its socket folder (checked by the watchdog).
-    runtime_size: int = 4 * MiB
+    runtime_size: int = defaults.SANDBOX_LIMITS["runtime_size"]
     #: Output (stream text and display data) one cell may produce.
-    output_per_cell: int = 1 * MiB
+    output_per_cell: int = defaults.SANDBOX_LIMITS["output_per_cell"]
     #: Output the whole notebook may produce; later output is dropped.
-    output_per_notebook: int = 8 * MiB
+    output_per_notebook: int = defaults.SANDBOX_LIMITS["output_per_notebook"]
     #: Largest single message accepted from a kernel.
-    message_size: int = 64 * MiB
+    message_size: int = defaults.SANDBOX_LIMITS["message_size"]
     #: Wall-clock seconds per cell (nbgrader's ``Execute.timeout``).
-    cell_timeout: int = 60
+    cell_timeout: int = defaults.SANDBOX_LIMITS["cell_timeout"]
     #: Wall-clock seconds per notebook (kernel start to shutdown).
-    notebook_timeout: int = 1800
+    notebook_timeout: int = defaults.SANDBOX_LIMITS["notebook_timeout"]
 
     def __post_init__(self):
         for f in dataclasses.fields(self):
@@ -150,7 +141,7 @@ class SandboxConfig:
     stub_modules: tuple[str, ...] = ("autograder.hidden",)
     ro_paths: tuple[str, ...] = ()
     env: Mapping[str, str] = field(default_factory=dict)
-    uid_base: int = 200_000
+    uid_base: int = defaults.SANDBOX_UID_BASE
 
     def to_dict(self) -> dict:
         values = dataclasses.asdict(self)

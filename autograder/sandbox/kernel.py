@@ -21,8 +21,9 @@ from jupyter_client.manager import AsyncKernelManager
 from nbgrader.preprocessors import Execute as _Execute
 from traitlets import Dict as DictTrait
 
+from ..errors import SandboxUnavailable
 from .availability import resolve_sandboxed
-from .config import SandboxConfig, SandboxLimits, SandboxUnavailable, record_event
+from .config import SandboxConfig, SandboxLimits, record_event
 from .process import Launch
 
 __all__ = ["SandboxExecute", "SandboxKernelManager", "sandbox_config_for"]

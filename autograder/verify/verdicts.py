@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
+from .. import defaults
 from ..errors import AutograderError
 
 __all__ = [
@@ -24,12 +25,9 @@ __all__ = [
 ]
 
 
-#: Largest submitted notebook that is read at all.
-MAX_NOTEBOOK_BYTES = 64 * 1024 * 1024
-#: Largest reply (arrays included) accepted from the runner.
-MAX_REPLY_BYTES = 256 * 1024 * 1024
-#: How many times a crashed or stuck runner is restarted for later functions.
-MAX_RESTARTS = 3
+MAX_NOTEBOOK_BYTES = defaults.MAX_NOTEBOOK_BYTES
+MAX_REPLY_BYTES = defaults.MAX_REPLY_BYTES
+MAX_RESTARTS = defaults.MAX_RESTARTS
 
 
 class VerifyError(AutograderError):
