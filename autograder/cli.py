@@ -212,13 +212,7 @@ def _limit(text: str) -> tuple[str, int]:
     return name.strip(), int(digits) * scale
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="autograder",
-        description="The instructor's grading pipeline around nbgrader.",
-    )
-    commands = parser.add_subparsers(dest="command", required=True)
-
+def _add_release(commands) -> None:
     p = commands.add_parser(
         "release", help="regenerate release/ from source/ with nbgrader"
     )
@@ -230,12 +224,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(run=_cmd_release)
 
+
+def _add_validate(commands) -> None:
     p = commands.add_parser(
         "validate", help="execute source notebooks; fail unless every test passes"
     )
     p.add_argument("assignments", nargs="*")
     p.set_defaults(run=_cmd_validate)
 
+
+def _add_expected(commands) -> None:
     p = commands.add_parser(
         "expected", help="recompute the visible checks' expected outputs"
     )
@@ -243,6 +241,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--check", action="store_true", help="compare only")
     p.set_defaults(run=_cmd_expected)
 
+
+def _add_clean(commands) -> None:
     p = commands.add_parser(
         "clean", help="strip outputs and volatile metadata from notebooks"
     )
@@ -250,6 +250,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--check", action="store_true", help="report only")
     p.set_defaults(run=_cmd_clean)
 
+
+def _add_grade(commands) -> None:
     p = commands.add_parser(
         "grade", help="autograde every submission under submitted/, in parallel"
     )
@@ -296,6 +298,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(run=_cmd_grade)
 
+
+def _add_feedback(commands) -> None:
     p = commands.add_parser(
         "feedback", help="one HTML report per student and assignment, no hidden tests"
     )
@@ -304,6 +308,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--student", action="append", metavar="ID")
     p.set_defaults(run=_cmd_feedback)
 
+
+def _add_export(commands) -> None:
     p = commands.add_parser(
         "export",
         help="CSV of the gradebook: per test (default) or for Canvas or Moodle",
@@ -321,6 +327,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(run=_cmd_export)
 
+
+def _add_pack(commands) -> None:
     p = commands.add_parser(
         "pack",
         help="build the student pack: release notebooks, the dlcourse wheel, a "
@@ -331,6 +339,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(run=_cmd_pack)
 
+
+def _add_check(commands) -> None:
     p = commands.add_parser(
         "check", help="grade one notebook file against the hidden tests (self-study)"
     )
@@ -342,6 +352,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_timeouts(p)
     p.set_defaults(run=_cmd_check)
 
+
+def _add_demo(commands) -> None:
     p = commands.add_parser(
         "demo",
         help="build a demo class in demo/ and run release, grade, feedback, export",
@@ -351,6 +363,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, metavar="N")
     p.set_defaults(run=_cmd_demo)
 
+
+def _add_bench(commands) -> None:
     p = commands.add_parser(
         "bench", help="time stock nbgrader autograde against grade on one class"
     )
@@ -362,6 +376,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, metavar="N")
     p.add_argument("--keep", metavar="DIR", help="keep the two graded classes here")
     p.set_defaults(run=_cmd_bench)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="autograder",
+        description="The instructor's grading pipeline around nbgrader.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    _add_release(commands)
+    _add_validate(commands)
+    _add_expected(commands)
+    _add_clean(commands)
+    _add_grade(commands)
+    _add_feedback(commands)
+    _add_export(commands)
+    _add_pack(commands)
+    _add_check(commands)
+    _add_demo(commands)
+    _add_bench(commands)
     return parser
 
 

@@ -193,14 +193,7 @@ def run_bench(
             shutil.copytree(base / "class", copy)
 
         log(f"stock: nbgrader autograde, sequential, {n_notebooks} notebooks ...")
-        stock_wall, stock_use = 0.0, {"cpu": 0.0, "maxrss_mb": 0.0}
-        for assignment in wanted:
-            wall, use, _ = _measured(
-                [sys.executable, "-m", "nbgrader", "autograde", assignment], stock, env
-            )
-            stock_wall += wall
-            stock_use["cpu"] += use["cpu"]
-            stock_use["maxrss_mb"] = max(stock_use["maxrss_mb"], use["maxrss_mb"])
+        stock_wall, stock_use = _stock_run(wanted, stock, env)
 
         def ours_run(course: Path, *extra: str):
             cmd = [sys.executable, "-m", "autograder", "grade", *wanted, "--course"]
@@ -245,40 +238,8 @@ def run_bench(
             "differing": [list(k) for k in differing[:10]],
             "sandboxed_differing": [list(k) for k in boxed_differing[:10]],
         }
-        log("")
-        log(
-            f"class: {n_students} students x {len(wanted)} assignment(s) = "
-            f"{n_notebooks} notebooks; {workers} workers on {os.cpu_count()} CPUs"
-        )
-        log(
-            f"stock nbgrader autograde:     {stock_wall:7.1f} s  "
-            f"({figures['stock_s_per_notebook']:.2f} s/notebook, "
-            f"CPU {figures['stock_cpu_s']} s, peak {figures['stock_peak_mb']} MB)"
-        )
-        log(
-            f"autograder grade --no-sandbox: {ours_wall:6.1f} s  "
-            f"({figures['grade_s_per_notebook']:.2f} s/notebook, "
-            f"CPU {figures['grade_cpu_s']} s)  speed-up {figures['speedup']:.2f}x"
-        )
-        log(
-            f"autograder grade (sandboxed):  {boxed_wall:6.1f} s  "
-            f"({figures['sandboxed_s_per_notebook']:.2f} s/notebook, "
-            f"CPU {figures['sandboxed_cpu_s']} s)  "
-            f"speed-up {figures['sandboxed_speedup']:.2f}x; sandbox cost "
-            f"{(boxed_wall - ours_wall) / n_notebooks:+.2f} s/notebook"
-        )
-        log(
-            f"peak memory per worker: {worker_mb} MB (RSS, shared pages included); "
-            f"per kernel: {kernel_mb} MB"
-        )
-        for label, same, diff in (
-            ("--no-sandbox", identical, differing),
-            ("sandboxed", boxed_identical, boxed_differing),
-        ):
-            log(
-                f"scores identical to stock ({label}): "
-                + ("yes" if same else f"NO ({len(diff)} differ: {diff[:5]})")
-            )
+        walls = (stock_wall, ours_wall, boxed_wall)
+        _log_figures(figures, walls, (differing, boxed_differing), log)
         log("where grade spends its time:")
         for line in _where_time_goes(records, phases.group(1) if phases else "?"):
             log(line)
@@ -288,3 +249,63 @@ def run_bench(
     finally:
         if not keep:
             shutil.rmtree(base, ignore_errors=True)
+
+
+def _stock_run(wanted: Sequence[str], course: Path, env: dict) -> tuple[float, dict]:
+    """Wall time and resource use of ``nbgrader autograde``, one assignment at a
+    time, as an instructor would run it."""
+    wall_total, use_total = 0.0, {"cpu": 0.0, "maxrss_mb": 0.0}
+    for assignment in wanted:
+        wall, use, _ = _measured(
+            [sys.executable, "-m", "nbgrader", "autograde", assignment], course, env
+        )
+        wall_total += wall
+        use_total["cpu"] += use["cpu"]
+        use_total["maxrss_mb"] = max(use_total["maxrss_mb"], use["maxrss_mb"])
+    return wall_total, use_total
+
+
+def _log_figures(figures: dict, walls: tuple, differing: tuple, log) -> None:
+    """Print the figures of :func:`run_bench` for a reader."""
+    stock_wall, ours_wall, boxed_wall = walls
+    differing, boxed_differing = differing
+    n_students, wanted = figures["students"], figures["assignments"]
+    n_notebooks, workers = figures["notebooks"], figures["workers"]
+    worker_mb = figures["grade_worker_peak_mb"]
+    kernel_mb = figures["grade_kernel_peak_mb"]
+    identical = figures["identical_scores"]
+    boxed_identical = figures["sandboxed_identical_scores"]
+    log("")
+    log(
+        f"class: {n_students} students x {len(wanted)} assignment(s) = "
+        f"{n_notebooks} notebooks; {workers} workers on {os.cpu_count()} CPUs"
+    )
+    log(
+        f"stock nbgrader autograde:     {stock_wall:7.1f} s  "
+        f"({figures['stock_s_per_notebook']:.2f} s/notebook, "
+        f"CPU {figures['stock_cpu_s']} s, peak {figures['stock_peak_mb']} MB)"
+    )
+    log(
+        f"autograder grade --no-sandbox: {ours_wall:6.1f} s  "
+        f"({figures['grade_s_per_notebook']:.2f} s/notebook, "
+        f"CPU {figures['grade_cpu_s']} s)  speed-up {figures['speedup']:.2f}x"
+    )
+    log(
+        f"autograder grade (sandboxed):  {boxed_wall:6.1f} s  "
+        f"({figures['sandboxed_s_per_notebook']:.2f} s/notebook, "
+        f"CPU {figures['sandboxed_cpu_s']} s)  "
+        f"speed-up {figures['sandboxed_speedup']:.2f}x; sandbox cost "
+        f"{(boxed_wall - ours_wall) / n_notebooks:+.2f} s/notebook"
+    )
+    log(
+        f"peak memory per worker: {worker_mb} MB (RSS, shared pages included); "
+        f"per kernel: {kernel_mb} MB"
+    )
+    for label, same, diff in (
+        ("--no-sandbox", identical, differing),
+        ("sandboxed", boxed_identical, boxed_differing),
+    ):
+        log(
+            f"scores identical to stock ({label}): "
+            + ("yes" if same else f"NO ({len(diff)} differ: {diff[:5]})")
+        )

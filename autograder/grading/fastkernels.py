@@ -345,7 +345,7 @@ def _is_this_python_kernel(cmd: Sequence[str]) -> bool:
     )
 
 
-def _forking_classes():
+def _forking_classes():  # noqa: C901 - three classes, defined only when needed
     """Build the kernel manager/provisioner classes (imports jupyter_client)."""
     from queue import Empty
 

@@ -149,7 +149,7 @@ def run_tasks(
 
     ctx = multiprocessing.get_context("fork")
     pending = deque(jobs)
-    running: dict = {}
+    running: dict = {}  # result pipe -> (process, pipe, job, start time)
     results: dict = {}
 
     def finish(item, value):
@@ -167,41 +167,16 @@ def run_tasks(
         while pending or running:
             while pending and len(running) < max(1, workers):
                 job = pending.popleft()
-                recv, send = ctx.Pipe(duplex=False)
-                proc = ctx.Process(
-                    target=_child_main,
-                    args=(send, job.fn, job.args, str(job.log), os.getpid()),
-                )
-                proc.start()
-                send.close()
+                recv, proc = _start(ctx, job)
                 running[recv] = (proc, recv, job, time.monotonic())
-            now = time.monotonic()
-            deadlines = [
-                started + job.limit - now
-                for _, _, job, started in running.values()
-                if job.limit is not None
-            ]
-            timeout = max(0.0, min(deadlines)) if deadlines else None
             handles = [*running, *(item[0].sentinel for item in running.values())]
-            ready = set(wait(handles, timeout))
+            ready = set(wait(handles, _time_to_next_limit(running)))
             for conn in list(running):
                 item = running[conn]
                 proc, _, job, started = item
                 if conn in ready or proc.sentinel in ready:
                     del running[conn]
-                    try:
-                        if conn not in ready and not conn.poll(1):
-                            raise EOFError
-                        status, payload = conn.recv()
-                    except (EOFError, OSError):
-                        proc.join(5)
-                        message = f"worker died (exit code {proc.exitcode})"
-                        finish(item, job.on_crash(message))
-                        continue
-                    if status == "ok":
-                        finish(item, payload)
-                    else:
-                        finish(item, job.on_crash(payload.strip().splitlines()[-1]))
+                    finish(item, _received(conn, proc, job, conn in ready))
                 elif job.limit is not None and time.monotonic() - started > job.limit:
                     del running[conn]
                     _kill_tree(proc.pid)
@@ -212,3 +187,40 @@ def run_tasks(
             proc.join()
             conn.close()
     return results
+
+
+def _start(ctx, job: Job):
+    """Fork the worker of ``job``; return its result pipe and process."""
+    recv, send = ctx.Pipe(duplex=False)
+    proc = ctx.Process(
+        target=_child_main,
+        args=(send, job.fn, job.args, str(job.log), os.getpid()),
+    )
+    proc.start()
+    send.close()
+    return recv, proc
+
+
+def _time_to_next_limit(running: dict) -> float | None:
+    """Seconds until the first running job reaches its limit (None: no limit)."""
+    now = time.monotonic()
+    deadlines = [
+        started + job.limit - now
+        for _, _, job, started in running.values()
+        if job.limit is not None
+    ]
+    return max(0.0, min(deadlines)) if deadlines else None
+
+
+def _received(conn, proc, job: Job, readable: bool):
+    """The result a finished worker sent, or ``job.on_crash`` if it sent none."""
+    try:
+        if not readable and not conn.poll(1):
+            raise EOFError
+        status, payload = conn.recv()
+    except (EOFError, OSError):
+        proc.join(5)
+        return job.on_crash(f"worker died (exit code {proc.exitcode})")
+    if status == "ok":
+        return payload
+    return job.on_crash(payload.strip().splitlines()[-1])
