@@ -13,7 +13,8 @@ from pathlib import Path
 
 import nbformat
 import pytest
-from test_grade import FIXTURE, LIMITS, SCENARIOS, build_course
+from conftest import hidden_lines, visible_text
+from fixture_course import FIXTURE, LIMITS, SCENARIOS, build_course
 
 from autograder.authoring.demo import CONFIG
 from autograder.cli import main
@@ -31,29 +32,6 @@ CLASS = {
         "infinite-loop",
     )
 }
-
-
-def hidden_lines(source_dir: Path) -> list[str]:
-    """Every non-blank line between BEGIN and END HIDDEN TESTS in ``source/``."""
-    lines = []
-    for path in sorted(source_dir.glob("*/*.ipynb")):
-        nb = nbformat.read(str(path), as_version=4)
-        for cell in nb.cells:
-            inside = False
-            for line in cell.source.splitlines():
-                if "BEGIN HIDDEN TESTS" in line:
-                    inside = True
-                elif "END HIDDEN TESTS" in line:
-                    inside = False
-                elif inside and line.strip():
-                    lines.append(line.strip())
-    return lines
-
-
-def visible_text(report: str) -> str:
-    """What a reader of the HTML can see: tags removed, entities decoded."""
-    text = re.sub(r"<style.*?</style>|<script.*?</script>", "", report, flags=re.S)
-    return html.unescape(re.sub(r"<[^>]+>", "", text))
 
 
 @pytest.fixture(scope="module")

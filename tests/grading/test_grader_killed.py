@@ -36,7 +36,7 @@ from conftest import with_cell, write_submissions
 
 pytestmark = pytest.mark.slow
 
-FIXTURE = Path(__file__).parent / "files" / "course_fixture"
+FIXTURE = Path(__file__).parent.parent / "files" / "course_fixture"
 ASSIGNMENT = "mini"
 HANGING = {
     "busy-loop": "while True:\n    pass\n",

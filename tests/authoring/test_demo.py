@@ -6,8 +6,8 @@ import csv
 import html
 
 import pytest
-from test_feedback_export import hidden_lines, visible_text
-from test_grade import FIXTURE
+from conftest import hidden_lines, visible_text
+from fixture_course import FIXTURE
 
 from autograder import REPO_ROOT
 from autograder.authoring.demo import build_demo, load_mistakes
