@@ -12,6 +12,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from . import defaults
 from .errors import AutograderError
 
 # The formats of ``export``, default first (kept here so --help needs no imports
@@ -22,19 +23,19 @@ __all__ = ["main"]
 
 
 def _cmd_release(args) -> None:
-    from .release import release
+    from .authoring.release import release
 
     release(args.assignments, check=args.check)
 
 
 def _cmd_validate(args) -> None:
-    from .validate import validate_sources
+    from .authoring.validate import validate_sources
 
     validate_sources(args.assignments)
 
 
 def _cmd_expected(args) -> None:
-    from .expected import write_expected
+    from .authoring.expected import write_expected
 
     for path in write_expected(args.assignments, check=args.check):
         print(f"{'checked' if args.check else 'wrote'} {path}")
@@ -66,7 +67,7 @@ def _course(args) -> Path:
 
 def _cmd_grade(args) -> None:
     from .errors import GradingIncomplete
-    from .grade import grade_course
+    from .grading.run import grade_course
 
     run = grade_course(
         _course(args),
@@ -114,7 +115,7 @@ def _cmd_report(args) -> None:
 
 
 def _cmd_pack(args) -> None:
-    from .pack import build_pack
+    from .authoring.pack import build_pack
 
     build_pack(Path(args.out) if args.out else None)
 
@@ -135,7 +136,7 @@ def _cmd_check(args) -> None:
 
 
 def _cmd_demo(args) -> None:
-    from .demo import build_demo
+    from .authoring.demo import build_demo
 
     build_demo(
         Path(args.dir) if args.dir else None,
@@ -145,7 +146,7 @@ def _cmd_demo(args) -> None:
 
 
 def _cmd_bench(args) -> None:
-    from .bench import run_bench
+    from .authoring.bench import run_bench
 
     run_bench(
         n_students=args.students,
@@ -171,17 +172,35 @@ def _add_timeouts(p: argparse.ArgumentParser) -> None:
         type=int,
         metavar="S",
         help="seconds a cell may run before it is interrupted (default: the "
-        "course's Execute.timeout)",
+        "course's Execute.timeout, else nbgrader's "
+        f"{defaults.NBGRADER_CELL_TIMEOUT})",
     )
     p.add_argument(
         "--notebook-timeout",
         type=float,
         metavar="S",
-        help="wall-clock seconds one notebook may take (default: 600)",
+        help="wall-clock seconds one notebook may take (default: "
+        f"{defaults.NOTEBOOK_TIMEOUT:g})",
     )
 
 
-_UNITS = {"K": 1024, "M": 1024**2, "G": 1024**3}
+_UNITS = {"K": defaults.KiB, "M": defaults.MiB, "G": defaults.GiB}
+
+
+def _limit_defaults() -> str:
+    """``name=default`` for every sandbox limit ``--limit`` may set."""
+
+    def shown(value: int) -> str:
+        for suffix, unit in (("G", defaults.GiB), ("M", defaults.MiB)):
+            if value >= unit and value % unit == 0:
+                return f"{value // unit}{suffix}"
+        return str(value)
+
+    return ", ".join(
+        f"{name}={shown(value)}"
+        for name, value in defaults.SANDBOX_LIMITS.items()
+        if name not in defaults.TIMEOUT_LIMITS
+    )
 
 
 def _limit(text: str) -> tuple[str, int]:
@@ -199,13 +218,7 @@ def _limit(text: str) -> tuple[str, int]:
     return name.strip(), int(digits) * scale
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="autograder",
-        description="The instructor's grading pipeline around nbgrader.",
-    )
-    commands = parser.add_subparsers(dest="command", required=True)
-
+def _add_release(commands) -> None:
     p = commands.add_parser(
         "release", help="regenerate release/ from source/ with nbgrader"
     )
@@ -217,12 +230,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(run=_cmd_release)
 
+
+def _add_validate(commands) -> None:
     p = commands.add_parser(
         "validate", help="execute source notebooks; fail unless every test passes"
     )
     p.add_argument("assignments", nargs="*")
     p.set_defaults(run=_cmd_validate)
 
+
+def _add_expected(commands) -> None:
     p = commands.add_parser(
         "expected", help="recompute the visible checks' expected outputs"
     )
@@ -230,6 +247,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--check", action="store_true", help="compare only")
     p.set_defaults(run=_cmd_expected)
 
+
+def _add_clean(commands) -> None:
     p = commands.add_parser(
         "clean", help="strip outputs and volatile metadata from notebooks"
     )
@@ -237,13 +256,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--check", action="store_true", help="report only")
     p.set_defaults(run=_cmd_clean)
 
+
+def _add_grade(commands) -> None:
     p = commands.add_parser(
         "grade", help="autograde every submission under submitted/, in parallel"
     )
     p.add_argument("assignments", nargs="*", help="assignment ids (default: all)")
     _add_course(p)
     p.add_argument(
-        "--workers", type=int, metavar="N", help="default: one more than the CPUs"
+        "--workers",
+        type=int,
+        metavar="N",
+        help=f"default: one more than the CPUs ({defaults.workers()} here)",
     )
     p.add_argument(
         "--student", action="append", metavar="ID", help="grade only this student"
@@ -257,13 +281,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--sandbox",
         action=argparse.BooleanOptionalAction,
-        default=True,
+        default=defaults.SANDBOX,
         help="run student code under bubblewrap and verify every score outside "
-        "the student's process (default; --no-sandbox: trusted code only)",
+        "the student's process (--no-sandbox: trusted code only; default: "
+        f"{'--sandbox' if defaults.SANDBOX else '--no-sandbox'})",
     )
     p.add_argument(
         "--require-sandbox",
-        action="store_true",
+        action=argparse.BooleanOptionalAction,
+        default=defaults.REQUIRE_SANDBOX,
         help="fail instead of grading unsandboxed where bubblewrap cannot run",
     )
     p.add_argument(
@@ -272,12 +298,14 @@ def build_parser() -> argparse.ArgumentParser:
         action="append",
         type=_limit,
         default=[],
-        help="override a sandbox limit, e.g. memory=2G, processes=128, "
-        "file_size=64M, open_files=128, cpu_seconds=600 (repeatable)",
+        help="override a sandbox limit (repeatable); sizes take K, M or G. "
+        f"Limits and defaults: {_limit_defaults()}",
     )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(run=_cmd_grade)
 
+
+def _add_feedback(commands) -> None:
     p = commands.add_parser(
         "feedback", help="one HTML report per student and assignment, no hidden tests"
     )
@@ -286,6 +314,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--student", action="append", metavar="ID")
     p.set_defaults(run=_cmd_feedback)
 
+
+def _add_export(commands) -> None:
     p = commands.add_parser(
         "export",
         help="CSV of the gradebook: per test (default) or for Canvas or Moodle",
@@ -303,6 +333,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(run=_cmd_export)
 
+
+def _add_pack(commands) -> None:
     p = commands.add_parser(
         "report",
         help="class report: one HTML page per assignment with score, pass-rate "
@@ -325,6 +357,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(run=_cmd_pack)
 
+
+def _add_check(commands) -> None:
     p = commands.add_parser(
         "check", help="grade one notebook file against the hidden tests (self-study)"
     )
@@ -336,6 +370,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_timeouts(p)
     p.set_defaults(run=_cmd_check)
 
+
+def _add_demo(commands) -> None:
     p = commands.add_parser(
         "demo",
         help="build a demo class in demo/ and run release, grade, feedback, export",
@@ -345,6 +381,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, metavar="N")
     p.set_defaults(run=_cmd_demo)
 
+
+def _add_bench(commands) -> None:
     p = commands.add_parser(
         "bench", help="time stock nbgrader autograde against grade on one class"
     )
@@ -356,6 +394,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, metavar="N")
     p.add_argument("--keep", metavar="DIR", help="keep the two graded classes here")
     p.set_defaults(run=_cmd_bench)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="autograder",
+        description="The instructor's grading pipeline around nbgrader.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    _add_release(commands)
+    _add_validate(commands)
+    _add_expected(commands)
+    _add_clean(commands)
+    _add_grade(commands)
+    _add_feedback(commands)
+    _add_export(commands)
+    _add_pack(commands)
+    _add_check(commands)
+    _add_demo(commands)
+    _add_bench(commands)
     return parser
 
 

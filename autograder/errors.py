@@ -48,3 +48,13 @@ class SubmissionRefused(AutograderError):
     """A submission breaks the intake rules (links, odd files, size)."""
 
     exit_code = 8
+
+
+class SandboxUnavailable(AutograderError):
+    """The sandbox was required but bubblewrap cannot run on this machine.
+
+    Shares code 5 with :class:`GradingIncomplete`: nothing (or not everything)
+    was graded.
+    """
+
+    exit_code = 5

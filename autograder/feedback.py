@@ -50,7 +50,7 @@ import nbformat
 
 from . import REPO_ROOT
 from .feedback_exchange import copy_submission_keys
-from .grade import load_outcomes
+from .grading.outcomes import load_outcomes
 
 __all__ = [
     "check_messages",

@@ -33,12 +33,8 @@ from traitlets import Dict as DictTrait
 
 from .errors import SubmissionRefused
 from .grading.intake import Refusal, take_in
-from .sandbox import (
-    SandboxConfig,
-    SandboxExecute,
-    SandboxKernelManager,
-    SandboxLimits,
-)
+from .sandbox.config import SandboxConfig, SandboxLimits
+from .sandbox.kernel import SandboxExecute, SandboxKernelManager
 
 __all__ = [
     "SandboxedExecute",
@@ -94,8 +90,9 @@ class VerifiedScores(Preprocessor):
     """Replace each graded cell's in-notebook score by the verified one."""
 
     def preprocess(self, nb, resources):
-        from .reference import course_root
-        from .verify import reconcile, verify_submission
+        from .source import course_root
+        from .verify.reconcile import reconcile
+        from .verify.submission import verify_submission
 
         info = resources["nbgrader"]
         assignment, student = info["assignment"], info["student"]

@@ -2,10 +2,10 @@
 
 ``python -m autograder check path/to/notebook.ipynb`` needs no course directory
 of the learner's: the notebook is copied into a temporary course built from this
-repository's ``source/``, graded there by :func:`autograder.grade.grade_submission`
-(the same code as ``grade``, in a forked worker with the same limits), and a
-table of the graded functions is printed. Nothing is written next to the
-notebook.
+repository's ``source/``, graded there by
+:func:`autograder.grading.submission.grade_submission` (the same code as
+``grade``, in a forked worker with the same limits), and a table of the graded
+functions is printed. Nothing is written next to the notebook.
 
 The assignment is the one whose id or notebook name is the file's name; failing
 that, the one whose graded cells' ids the notebook carries (a renamed copy);
@@ -24,23 +24,18 @@ from pathlib import Path
 
 import nbformat
 
-from . import REPO_ROOT
+from . import REPO_ROOT, defaults
 from .course import list_assignments
+from .defaults import NOTEBOOK_TIMEOUT
 from .errors import AutograderError, NotebookNotRecognised, UsageError
 from .feedback import check_messages
-from .grade import (
-    DEFAULT_NOTEBOOK_TIMEOUT,
-    GradeResult,
-    GradeTask,
-    TemplateInfo,
-    _grade_folders,
-    _Job,
-    default_cell_timeout,
-    prepare_template,
-    run_tasks,
-    warm_up,
-)
+from .grading.fastkernels import warm_up
+from .grading.outcomes import GradeResult
+from .grading.pool import Job, run_tasks
 from .grading.preflight import Settings, run_preflight
+from .grading.run import default_cell_timeout, grade_folders
+from .grading.submission import GradeTask
+from .grading.template import TemplateInfo, prepare_template
 
 __all__ = ["check_notebook", "identify_assignment"]
 
@@ -181,7 +176,7 @@ def check_notebook(
     course_root: Path = REPO_ROOT,
     cell_timeout: int | None = None,
     notebook_timeout: float | None = None,
-    sandbox: bool = True,
+    sandbox: bool = defaults.SANDBOX,
     log: Callable[[str], None] = print,
 ) -> GradeResult:
     """Grade one notebook file; print and return the result.
@@ -212,7 +207,7 @@ def check_notebook(
         name = notebook.name if notebook.name in files else files[0]
     if cell_timeout is None:
         cell_timeout = default_cell_timeout(course_root)
-    limit = notebook_timeout or DEFAULT_NOTEBOOK_TIMEOUT
+    limit = notebook_timeout or NOTEBOOK_TIMEOUT
     warm_up()
     with tempfile.TemporaryDirectory(prefix="autograder-check-") as tmp:
         tmp = Path(tmp)
@@ -236,7 +231,7 @@ def check_notebook(
         )
         run_seed = None
         if sandbox:
-            from .verify import choose_run_seed
+            from .verify.seeds import choose_run_seed
 
             run_seed = choose_run_seed(assignment, source_root=course_root)
 
@@ -270,11 +265,11 @@ def check_notebook(
             settings,
             workdir=tmp / "preflight",
             grade=partial(
-                _grade_folders, make_task, assignment, tmp / "run", n_notebooks, 1
+                grade_folders, make_task, assignment, tmp / "run", n_notebooks, 1
             ),
             log=lambda _line: None,
         )
-        result = _grade_folders(
+        result = grade_folders(
             make_task, assignment, tmp / "run", n_notebooks, 1, {"you": submission}
         )["you"]
         log(f"{notebook.name}: assignment {assignment}")
@@ -309,8 +304,8 @@ def _helper_files(course_root: Path, assignment: str) -> list[Path]:
     return [p for p in sorted(folder.iterdir()) if p.is_file() and p.suffix == ".py"]
 
 
-def _job(key, fn, args, tmp: Path) -> _Job:
+def _job(key, fn, args, tmp: Path) -> Job:
     def fail(message="timed out"):
         raise AutograderError(f"could not prepare the assignment: {message}")
 
-    return _Job(key, fn, args, tmp / f"{key}.log", 600, fail, fail)
+    return Job(key, fn, args, tmp / f"{key}.log", 600, fail, fail)

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import hashlib
+import html
 import json
 import os
+import re
 from pathlib import Path
 
 import nbformat
@@ -148,3 +150,26 @@ def cell_output_text(cell) -> str:
 @pytest.fixture(scope="session")
 def repo_root() -> Path:
     return REPO_ROOT
+
+
+def hidden_lines(source_dir: Path) -> list[str]:
+    """Every non-blank line between BEGIN and END HIDDEN TESTS in ``source/``."""
+    lines = []
+    for path in sorted(source_dir.glob("*/*.ipynb")):
+        nb = nbformat.read(str(path), as_version=4)
+        for cell in nb.cells:
+            inside = False
+            for line in cell.source.splitlines():
+                if "BEGIN HIDDEN TESTS" in line:
+                    inside = True
+                elif "END HIDDEN TESTS" in line:
+                    inside = False
+                elif inside and line.strip():
+                    lines.append(line.strip())
+    return lines
+
+
+def visible_text(report: str) -> str:
+    """What a reader of the HTML can see: tags removed, entities decoded."""
+    text = re.sub(r"<style.*?</style>|<script.*?</script>", "", report, flags=re.S)
+    return html.unescape(re.sub(r"<[^>]+>", "", text))

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import nbformat
 
-from autograder.reference import source_notebook_path
+from autograder.source import source_notebook_path
 
 
 def notebook(assignment: str):

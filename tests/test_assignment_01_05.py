@@ -40,12 +40,12 @@ from notebook_sim import (
     run_test_cells,
 )
 
-from autograder.expected import case_sets, write_expected  # noqa: E402
+from autograder.authoring.expected import case_sets, write_expected  # noqa: E402
 from autograder.hidden import HiddenTestFailure  # noqa: E402
 from autograder.hidden import deep_application as hidden_deep  # noqa: E402
 from autograder.hidden import logistic as hidden_logistic  # noqa: E402
 from autograder.notebooks import hygiene_problems  # noqa: E402
-from autograder.reference import (  # noqa: E402
+from autograder.source import (  # noqa: E402
     reference_namespace,
     source_notebook_path,
 )

@@ -21,11 +21,11 @@ import numpy as np
 import pytest
 
 from autograder import REPO_ROOT
-from autograder.expected import compute_expected
+from autograder.authoring.expected import compute_expected
 from autograder.hidden import GRADCHECK_THRESHOLD
 from autograder.hidden import deep_network as hidden
 from autograder.notebooks import hygiene_problems
-from autograder.reference import reference_namespace
+from autograder.source import reference_namespace
 from dlcourse.checks import CheckFailure
 from dlcourse.gradcheck import rel_error
 from dlcourse.testcases import EXPECTED_DIR

@@ -12,7 +12,7 @@ from autograder import REPO_ROOT
 from autograder.cli import main
 from autograder.errors import SourceNotebookError
 from autograder.notebooks import clean_files, hygiene_problems
-from autograder.reference import reference_namespace
+from autograder.source import reference_namespace
 
 
 def _write_source(root, assignment, cells):

@@ -23,8 +23,8 @@ import json
 import nbformat
 import pytest
 from conftest import with_cell
+from fixture_course import ASSIGNMENT, NOTEBOOK, _json, build_course, source_nb
 from test_browser import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, sync_playwright
-from test_grade import ASSIGNMENT, NOTEBOOK, _json, build_course, source_nb
 
 from autograder.cli import main
 

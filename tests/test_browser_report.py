@@ -12,9 +12,16 @@ from __future__ import annotations
 import json
 
 import pytest
+from fixture_course import (
+    ASSIGNMENT,
+    NOTEBOOK,
+    _json,
+    build_course,
+    mistake,
+    release_nb,
+)
+from fixture_course import source_nb as reference_nb
 from test_browser import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, sync_playwright
-from test_grade import ASSIGNMENT, NOTEBOOK, _json, build_course, mistake, release_nb
-from test_grade import source_nb as reference_nb
 
 from autograder.cli import main
 

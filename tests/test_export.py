@@ -18,7 +18,8 @@ from autograder import cli, export
 from autograder.cli import main
 from autograder.course import course_config
 from autograder.errors import UsageError
-from autograder.grade import OUTCOMES_FILE, new_gradebook
+from autograder.grading.outcomes import OUTCOMES_FILE
+from autograder.grading.template import new_gradebook
 
 # nbgrader's add_submission warns about its own session handling.
 pytestmark = pytest.mark.filterwarnings("ignore::sqlalchemy.exc.SAWarning")

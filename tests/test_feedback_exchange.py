@@ -29,7 +29,7 @@ from pathlib import Path
 
 import nbformat
 import pytest
-from test_grade import ASSIGNMENT, FIXTURE, NOTEBOOK, cell, source_nb
+from fixture_course import ASSIGNMENT, FIXTURE, NOTEBOOK, cell, source_nb
 
 from autograder import REPO_ROOT
 from autograder.cli import main

@@ -13,10 +13,11 @@ from pathlib import Path
 
 import nbformat
 import pytest
-from test_grade import FIXTURE, LIMITS, SCENARIOS, build_course
+from conftest import hidden_lines, visible_text
+from fixture_course import FIXTURE, LIMITS, SCENARIOS, build_course
 
+from autograder.authoring.demo import CONFIG
 from autograder.cli import main
-from autograder.demo import CONFIG
 from autograder.feedback import check_messages, strip_hidden_tests
 
 REPO = Path(__file__).resolve().parent.parent
@@ -31,29 +32,6 @@ CLASS = {
         "infinite-loop",
     )
 }
-
-
-def hidden_lines(source_dir: Path) -> list[str]:
-    """Every non-blank line between BEGIN and END HIDDEN TESTS in ``source/``."""
-    lines = []
-    for path in sorted(source_dir.glob("*/*.ipynb")):
-        nb = nbformat.read(str(path), as_version=4)
-        for cell in nb.cells:
-            inside = False
-            for line in cell.source.splitlines():
-                if "BEGIN HIDDEN TESTS" in line:
-                    inside = True
-                elif "END HIDDEN TESTS" in line:
-                    inside = False
-                elif inside and line.strip():
-                    lines.append(line.strip())
-    return lines
-
-
-def visible_text(report: str) -> str:
-    """What a reader of the HTML can see: tags removed, entities decoded."""
-    text = re.sub(r"<style.*?</style>|<script.*?</script>", "", report, flags=re.S)
-    return html.unescape(re.sub(r"<[^>]+>", "", text))
 
 
 @pytest.fixture(scope="module")
@@ -221,7 +199,7 @@ def test_stock_nbgrader_export_still_works_on_the_gradebook(course, tmp_path):
 
 def test_fixture_release_is_what_nbgrader_generates(tmp_path):
     from autograder.course import Course
-    from autograder.grade import new_gradebook
+    from autograder.grading.template import new_gradebook
 
     new_gradebook(tmp_path / "gradebook.db")
     generated = Course(tmp_path, ["mini"], source_root=FIXTURE).generate("mini")

@@ -12,9 +12,9 @@ from conftest import assignments, cell_output_text, source_notebook
 from nbclient import NotebookClient
 
 from autograder import REPO_ROOT
+from autograder.authoring.release import release
 from autograder.errors import ReleaseOutOfDate
 from autograder.notebooks import hygiene_problems
-from autograder.release import release
 
 COMMITTED = sorted((REPO_ROOT / "source").glob("*/*.ipynb")) + sorted(
     (REPO_ROOT / "notebooks").glob("*.ipynb")

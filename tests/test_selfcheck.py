@@ -5,7 +5,14 @@ from __future__ import annotations
 import json
 
 import pytest
-from test_grade import FIXTURE, _json, infinite_loop, mistake, source_nb, tree_digest
+from fixture_course import (
+    FIXTURE,
+    _json,
+    infinite_loop,
+    mistake,
+    source_nb,
+    tree_digest,
+)
 
 from autograder.cli import main
 from autograder.errors import NotebookNotRecognised

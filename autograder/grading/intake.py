@@ -29,6 +29,8 @@ import stat
 from dataclasses import dataclass
 from pathlib import Path
 
+from .. import defaults
+
 __all__ = ["IGNORED", "IntakeLimits", "Refusal", "take_in"]
 
 #: Names never read nor copied (editor and interpreter leftovers).
@@ -41,9 +43,9 @@ _CHUNK = 1 << 20
 class IntakeLimits:
     """Bounds on what one submission may hold."""
 
-    max_files: int = 200
-    max_bytes: int = 100 * 1024 * 1024
-    max_depth: int = 8
+    max_files: int = defaults.INTAKE_MAX_FILES
+    max_bytes: int = defaults.INTAKE_MAX_BYTES
+    max_depth: int = defaults.INTAKE_MAX_DEPTH
 
 
 class Refusal(Exception):

@@ -85,9 +85,11 @@ def preflight_key(
     """A digest of everything that can change the pre-flight's result."""
     import autograder
 
-    from ..sandbox import SandboxConfig, _course_package, sandbox_status
+    from ..sandbox.availability import sandbox_status
+    from ..sandbox.config import SandboxConfig
+    from ..sandbox.support import course_package
 
-    package = _course_package(sys.executable)
+    package = course_package(sys.executable)
     available = sandbox_status(SandboxConfig())[0] if settings.sandbox else None
     config = Path(course_root) / "nbgrader_config.py"
     material = {

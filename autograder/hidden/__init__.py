@@ -26,7 +26,7 @@ import numpy as np
 from dlcourse.checks import CheckFailure, check, patched_globals
 from dlcourse.gradcheck import rel_error
 
-from ..reference import reference_namespace
+from ..source import reference_namespace
 
 __all__ = [
     "HiddenTestFailure",

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from autograder.hidden import Grader
-from autograder.reference import reference_namespace
+from autograder.source import reference_namespace
 
 COURSE = Path(__file__).resolve().parent / "course"
 
