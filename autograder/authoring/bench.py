@@ -191,6 +191,10 @@ def run_bench(
         stock, ours, boxed = base / "stock", base / "ours", base / "sandboxed"
         for copy in (stock, ours, boxed):
             shutil.copytree(base / "class", copy)
+        # The baseline is nbgrader as it ships: without the course's plugin
+        # (sandbox and verified scores inside nbgrader's own converter).
+        with open(stock / "nbgrader_config.py", "a", encoding="utf-8") as config:
+            config.write(STOCK_PIPELINE)
 
         log(f"stock: nbgrader autograde, sequential, {n_notebooks} notebooks ...")
         stock_wall, stock_use = _stock_run(wanted, stock, env)
@@ -249,6 +253,14 @@ def run_bench(
     finally:
         if not keep:
             shutil.rmtree(base, ignore_errors=True)
+
+
+STOCK_PIPELINE = """
+# Stock nbgrader: its own autograde pipeline, without the course's plugin.
+from autograder.nbgrader_plugin import stock_autograde_config  # noqa: E402
+
+c.merge(stock_autograde_config())  # noqa: F821
+"""
 
 
 def _stock_run(wanted: Sequence[str], course: Path, env: dict) -> tuple[float, dict]:
