@@ -189,12 +189,7 @@ def run_bench(
             mistakes_dir=mistakes_dir,
         )
         stock, ours, boxed = base / "stock", base / "ours", base / "sandboxed"
-        for copy in (stock, ours, boxed):
-            shutil.copytree(base / "class", copy)
-        # The baseline is nbgrader as it ships: without the course's plugin
-        # (sandbox and verified scores inside nbgrader's own converter).
-        with open(stock / "nbgrader_config.py", "a", encoding="utf-8") as config:
-            config.write(STOCK_PIPELINE)
+        _copy_class(base / "class", stock, ours, boxed)
 
         log(f"stock: nbgrader autograde, sequential, {n_notebooks} notebooks ...")
         stock_wall, stock_use = _stock_run(wanted, stock, env)
@@ -253,6 +248,16 @@ def run_bench(
     finally:
         if not keep:
             shutil.rmtree(base, ignore_errors=True)
+
+
+def _copy_class(built: Path, stock: Path, *others: Path) -> None:
+    """One copy of the class per run; the stock copy's nbgrader is nbgrader as
+    it ships, without the course's plugin (sandbox and verified scores inside
+    nbgrader's own converter)."""
+    for copy in (stock, *others):
+        shutil.copytree(built, copy)
+    with open(stock / "nbgrader_config.py", "a", encoding="utf-8") as config:
+        config.write(STOCK_PIPELINE)
 
 
 STOCK_PIPELINE = """
