@@ -91,11 +91,11 @@ def pack_tree(members: Mapping[str, Path]) -> bytes:
     """A tar of ``{name in the archive: folder or file}`` (links followed:
     only trusted course material and intake copies, which hold no link)."""
     buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w") as tar:
+    with tarfile.open(fileobj=buffer, mode="w", dereference=True) as tar:
         for name, path in sorted(members.items()):
             path = Path(path)
             if path.exists():
-                tar.add(str(path), arcname=name, dereference=True)
+                tar.add(str(path), arcname=name)
     return buffer.getvalue()
 
 
