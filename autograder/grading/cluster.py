@@ -381,6 +381,14 @@ def _record_from(task, record: dict) -> RecordedResult:
     )
 
 
+def _failed(exc: BaseException) -> dict:
+    return {
+        "outcome": ERROR,
+        "reason": f"grading failed on the cluster: {type(exc).__name__}: {exc}",
+        "worker": "?",
+    }
+
+
 def _blob(data: bytes) -> bytes:
     return data
 
@@ -444,7 +452,8 @@ def grade_on_cluster(
         )
         for assignment, template in templates.items()
     }
-    futures = {}
+    payloads: dict[int, tuple] = {}
+    futures: dict = {}
     by_task = {}
     for index, task in tasks:
         copy = run_dir / "intake" / f"{index:06d}" / task.student / task.assignment
@@ -475,67 +484,85 @@ def grade_on_cluster(
             "n_notebooks": len(TemplateInfo.load(task.template_dir).notebooks),
             "settings": {name: getattr(task, name) for name in _SETTINGS},
         }
-        future = client.submit(
-            grade_packed,
-            spec,
-            bundles[task.assignment],
-            pack_tree({".": copy}),
-            key=f"autograder-grade-{token}-{index:06d}",
-            pure=False,
-        )
-        futures[future] = index
+        payloads[index] = (spec, bundles[task.assignment], pack_tree({".": copy}))
         by_task[index] = (task, digest, key)
 
     bar = tqdm(
         total=len(tasks),
-        initial=len(tasks) - len(futures),
+        initial=len(tasks) - len(payloads),
         desc="grading (dask)",
         unit="submission",
         file=sys.stderr,
         disable=not progress,
         dynamic_ncols=True,
     )
+
+    def finish(index: int, data: dict) -> None:
+        task, digest, key = by_task[index]
+        if "scores" not in data:
+            result = _zero(
+                task,
+                data["outcome"],
+                data["reason"],
+                worker=data["worker"],
+                submission_digest=digest,
+                settings_key=key,
+            )
+        else:
+            result = _rebuild(task, data, run_dir, index, digest, key)
+        run.results[index] = result
+        ledger.add(result)
+        if on_result is not None:
+            on_result(index, result)
+        bar.update(1)
+
+    def submit(index: int):
+        return client.submit(
+            grade_packed,
+            *payloads[index],
+            key=f"autograder-grade-{token}-{index:06d}-{uuid.uuid4().hex[:6]}",
+            pure=False,
+        )
+
+    # A worker that dies takes every task assigned to it with it, so a task
+    # that exhausts Dask's allowed failures may be a bystander of the one that
+    # kills workers: such suspects are graded again one at a time, alone on the
+    # cluster, and only a task that still kills its workers there is given up.
+    suspects: dict[int, int] = {}
     try:
         with bar:
+            futures = {submit(index): index for index in payloads}
             for future in as_completed(list(futures)):
-                index = futures[future]
-                task, digest, key = by_task[index]
+                index = futures.pop(future)
                 try:
                     data = future.result()
                 except KilledWorker as exc:
-                    lost = exc.allowed_failures + 1
+                    suspects[index] = exc.allowed_failures + 1
+                    continue
+                except Exception as exc:  # noqa: BLE001 - one student, not the class
+                    data = _failed(exc)
+                future.release()
+                finish(index, data)
+            for index, lost in sorted(suspects.items()):
+                future = submit(index)
+                futures[future] = index
+                try:
+                    data = future.result()
+                except KilledWorker as exc:
+                    total = lost + exc.allowed_failures + 1
                     data = {
                         "outcome": KERNEL_DIED,
-                        "reason": f"the worker grading it was lost {lost} times "
-                        f"(last {exc.last_worker.address}): the submission "
-                        "crashes or exhausts the machine it runs on; nothing "
-                        "could be graded",
+                        "reason": f"the worker grading it was lost {total} times "
+                        f"(the last {exc.last_worker.address}; {lost} in the class "
+                        "run, the rest graded alone): the submission crashes or "
+                        "exhausts the machine it runs on; nothing could be graded",
                         "worker": exc.last_worker.address,
                     }
                 except Exception as exc:  # noqa: BLE001 - one student, not the class
-                    data = {
-                        "outcome": ERROR,
-                        "reason": f"grading failed on the cluster: "
-                        f"{type(exc).__name__}: {exc}",
-                        "worker": "?",
-                    }
-                if "scores" not in data:
-                    result = _zero(
-                        task,
-                        data["outcome"],
-                        data["reason"],
-                        worker=data["worker"],
-                        submission_digest=digest,
-                        settings_key=key,
-                    )
-                else:
-                    result = _rebuild(task, data, run_dir, index, digest, key)
-                run.results[index] = result
-                ledger.add(result)
-                if on_result is not None:
-                    on_result(index, result)
-                bar.update(1)
+                    data = _failed(exc)
+                futures.pop(future)
                 future.release()
+                finish(index, data)
     finally:
         ledger.flush()
         for future in futures:
