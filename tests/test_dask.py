@@ -418,3 +418,21 @@ def test_an_interrupted_run_resumes_without_grading_again(cluster, prepared, tmp
     records = {r["student"]: r for r in outcome_records(course)}
     assert set(records) == set(CLASS)
     assert records[changed.student]["score"] == 20
+
+
+def test_benchmark_smoke_runs_both_pools_and_agrees():
+    """The benchmark on 10 submissions: it prints its figures and exits 0 only
+    when the local pool and the cluster scored alike."""
+    _require_dask()
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_dask.py"
+    done = subprocess.run(
+        [sys.executable, str(script), "--submissions", "10", "--workers", "2"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=_env(),
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "dask / local throughput" in done.stdout
+    assert "scheduler overhead per no-op task" in done.stdout
+    assert done.stdout.count("MiB at start") == 2
