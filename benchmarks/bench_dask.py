@@ -1,0 +1,173 @@
+"""Throughput of grading on a Dask LocalCluster against the local pool.
+
+Builds a synthetic class of N submissions of the fixture course
+(``tests/files/course_fixture``: copies of the reference and of a typical
+mistake, alternating), then grades it twice with the same number of workers:
+
+- the local pool (:func:`autograder.grade.run_tasks`, forked processes);
+- a ``LocalCluster`` of single-threaded worker processes through
+  :func:`autograder.grading.cluster.grade_on_cluster` (packing, intake on the
+  client, a fresh interpreter per submission on the worker, incremental merges).
+
+and prints submissions per second for both and their ratio, each worker's RSS
+(psutil) at the start and the end, and the scheduler's overhead per task (the
+round trip of 200 no-op tasks). The scores of both runs must agree, or it
+exits 1. Sandboxed grading (the production default) unless ``--no-sandbox``.
+
+Usage::
+
+    python benchmarks/bench_dask.py --submissions 1000 --workers 2
+    python benchmarks/bench_dask.py --submissions 10      # smoke
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import nbformat
+
+REPO = Path(__file__).resolve().parents[1]
+FIXTURE = REPO / "tests" / "files" / "course_fixture"
+ASSIGNMENT = "mini"
+NOTEBOOK = "mini.ipynb"
+
+
+def build_class(root: Path, n: int) -> Path:
+    from autograder.demo import apply_mistake, load_mistakes
+
+    shutil.copytree(FIXTURE / "source", root / "source")
+    shutil.copytree(FIXTURE / "release", root / "release")
+    source = nbformat.read(str(FIXTURE / "source" / ASSIGNMENT / NOTEBOOK), 4)
+    wrong = apply_mistake(source, load_mistakes(ASSIGNMENT, FIXTURE / "mistakes")[0])
+    texts = [nbformat.writes(source), nbformat.writes(wrong)]
+    for i in range(n):
+        folder = root / "submitted" / f"s{i:05d}" / ASSIGNMENT
+        folder.mkdir(parents=True)
+        (folder / NOTEBOOK).write_text(texts[i % 2])
+    return root
+
+
+def make_tasks(course: Path, template: Path, sandbox: bool) -> list:
+    from autograder import grade
+
+    found = grade.discover_submissions(course, [ASSIGNMENT])
+    return [
+        (
+            i,
+            grade.GradeTask(
+                assignment=a,
+                student=s,
+                submission_dir=folder,
+                course_root=course,
+                cell_timeout=30,
+                notebook_timeout=120,
+                template_dir=template,
+                sandbox=sandbox,
+                require_sandbox=sandbox,
+                run_seed=7 if sandbox else None,
+            ),
+        )
+        for i, (a, s, folder) in enumerate(found)
+    ]
+
+
+def worker_rss(client) -> dict[str, float]:
+    def rss() -> float:
+        import psutil
+
+        return psutil.Process().memory_info().rss / 2**20
+
+    return {k: round(v, 1) for k, v in client.run(rss).items()}
+
+
+def noop_overhead(client, n: int = 200) -> float:
+    from distributed import wait
+
+    started = time.perf_counter()
+    wait([client.submit(int, i, pure=False) for i in range(n)])
+    return (time.perf_counter() - started) / n
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--submissions", type=int, default=1000)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--no-sandbox", dest="sandbox", action="store_false")
+    args = parser.parse_args(argv)
+
+    from distributed import Client, LocalCluster
+
+    from autograder import grade
+    from autograder.grading.cluster import grade_on_cluster, summary_by_worker
+
+    with tempfile.TemporaryDirectory(prefix="bench-dask-") as tmp:
+        base = Path(tmp)
+        template = grade.prepare_template(FIXTURE, ASSIGNMENT, base / "template")
+        figures = {}
+        scores = {}
+
+        course = build_class(base / "local", args.submissions)
+        tasks = make_tasks(course, template, args.sandbox)
+        (base / "local-run").mkdir()
+        grade.warm_up()
+        started = time.perf_counter()
+        jobs = [grade._grade_job(i, t, base / "local-run", 1) for i, t in tasks]
+        done = grade.run_tasks(jobs, args.workers)
+        figures["local pool"] = time.perf_counter() - started
+        scores["local pool"] = {t.student: done[i].score for i, t in tasks}
+
+        course = build_class(base / "dask", args.submissions)
+        tasks = make_tasks(course, template, args.sandbox)
+        (base / "dask-run").mkdir()
+        with (
+            LocalCluster(
+                n_workers=args.workers,
+                threads_per_worker=1,
+                dashboard_address=None,
+                local_directory=str(base / "dask-scratch"),
+            ) as cluster,
+            Client(cluster) as client,
+        ):
+            client.wait_for_workers(args.workers)
+            rss_start = worker_rss(client)
+            overhead = noop_overhead(client)
+            started = time.perf_counter()
+            run = grade_on_cluster(
+                client,
+                course,
+                tasks,
+                {ASSIGNMENT: template},
+                base / "dask-run",
+                progress=False,
+                merge_every=100,
+            )
+            figures["dask LocalCluster"] = time.perf_counter() - started
+            rss_end = worker_rss(client)
+        scores["dask LocalCluster"] = {r.student: r.score for r in run.results.values()}
+
+    n = args.submissions
+    print(f"{n} submissions, {args.workers} workers, sandbox={args.sandbox}")
+    for name, seconds in figures.items():
+        print(f"  {name:18s} {seconds:8.1f} s  {n / seconds:6.2f} submissions/s")
+    ratio = figures["local pool"] / figures["dask LocalCluster"]
+    print(f"  dask / local throughput: {ratio:.2f}")
+    print(f"  scheduler overhead per no-op task: {overhead * 1000:.2f} ms")
+    print(f"  gradebook merges: {run.merges}; {summary_by_worker(run)}")
+    for address in sorted(rss_start):
+        print(
+            f"  worker {address}: RSS {rss_start[address]:.0f} MiB at start, "
+            f"{rss_end.get(address, float('nan')):.0f} MiB at end"
+        )
+    if scores["local pool"] != scores["dask LocalCluster"]:
+        print("MISMATCH: the two runs scored differently", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
