@@ -81,6 +81,7 @@ def _cmd_grade(args) -> None:
         require_sandbox=args.require_sandbox,
         sandbox_limits=dict(args.limit),
         progress=not args.no_progress,
+        cluster=args.scheduler or args.dask_local,
     )
     if not run.complete:
         failed = [f"{r.student}/{r.assignment}" for r in run.results if not r.definite]
@@ -300,6 +301,19 @@ def _add_grade(commands) -> None:
         default=[],
         help="override a sandbox limit (repeatable); sizes take K, M or G. "
         f"Limits and defaults: {_limit_defaults()}",
+    )
+    where = p.add_mutually_exclusive_group()
+    where.add_argument(
+        "--scheduler",
+        metavar="ADDRESS",
+        help="grade on the Dask cluster behind this scheduler (tcp://host:8786); "
+        "see docs/scale.md",
+    )
+    where.add_argument(
+        "--dask-local",
+        type=int,
+        metavar="N",
+        help="grade on a local Dask cluster of N worker processes",
     )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(run=_cmd_grade)

@@ -4,7 +4,7 @@ Builds a synthetic class of N submissions of the fixture course
 (``tests/files/course_fixture``: copies of the reference and of a typical
 mistake, alternating), then grades it twice with the same number of workers:
 
-- the local pool (:func:`autograder.grade.run_tasks`, forked processes);
+- the local pool (:func:`autograder.grading.pool.run_tasks`, forked processes);
 - a ``LocalCluster`` of single-threaded worker processes through
   :func:`autograder.grading.cluster.grade_on_cluster` (packing, intake on the
   client, a fresh interpreter per submission on the worker, incremental merges).
@@ -53,13 +53,17 @@ def build_class(root: Path, n: int) -> Path:
 
 
 def make_tasks(course: Path, template: Path, sandbox: bool) -> list:
-    from autograder import grade
+    from autograder.grading import (
+        discover,
+        submission,
+        template,
+    )
 
-    found = grade.discover_submissions(course, [ASSIGNMENT])
+    found = discover.discover_submissions(course, [ASSIGNMENT])
     return [
         (
             i,
-            grade.GradeTask(
+            submission.GradeTask(
                 assignment=a,
                 student=s,
                 submission_dir=folder,
@@ -102,22 +106,27 @@ def main(argv=None) -> int:
 
     from distributed import Client, LocalCluster
 
-    from autograder import grade
+    from autograder.grading import (
+        fastkernels,
+        pool,
+        run,
+        template,
+    )
     from autograder.grading.cluster import grade_on_cluster, summary_by_worker
 
     with tempfile.TemporaryDirectory(prefix="bench-dask-") as tmp:
         base = Path(tmp)
-        template = grade.prepare_template(FIXTURE, ASSIGNMENT, base / "template")
+        template = template.prepare_template(FIXTURE, ASSIGNMENT, base / "template")
         figures = {}
         scores = {}
 
         course = build_class(base / "local", args.submissions)
         tasks = make_tasks(course, template, args.sandbox)
         (base / "local-run").mkdir()
-        grade.warm_up()
+        fastkernels.warm_up()
         started = time.perf_counter()
-        jobs = [grade._grade_job(i, t, base / "local-run", 1) for i, t in tasks]
-        done = grade.run_tasks(jobs, args.workers)
+        jobs = [run.grade_job(i, t, base / "local-run", 1) for i, t in tasks]
+        done = pool.run_tasks(jobs, args.workers)
         figures["local pool"] = time.perf_counter() - started
         scores["local pool"] = {t.student: done[i].score for i, t in tasks}
 

@@ -15,7 +15,7 @@ task carries bytes:
 A worker unpacks them into its own scratch, builds a :class:`GradeTask` pointing
 there and grades it in a fresh interpreter (``python -m
 autograder.grading.cluster SCRATCH``), which runs it through the same
-:func:`autograder.grade.run_tasks` as the local pool: a forked process with the
+:func:`autograder.grading.pool.run_tasks` as the local pool: a forked process with the
 notebook's wall-clock limit, killed with its kernels when over. Nothing of one
 student's grading lives on in the long-lived worker process. The worker returns
 data (outcome, reason, scores, cells, flags, notes, timing, the autograded
@@ -176,7 +176,7 @@ def grade_packed(spec: dict, bundle: bytes, submission: bytes) -> dict:
     """Grade one packed submission on this worker; return the result as data.
 
     ``spec``: index, assignment, student, n_notebooks and the GradeTask
-    settings. Runs :func:`autograder.grade.grade_submission` in a fresh
+    settings. Runs :func:`autograder.grading.submission.grade_submission` in a fresh
     interpreter; the long-lived worker process only unpacks and reads back.
     """
     started = time.monotonic()
@@ -185,7 +185,8 @@ def grade_packed(spec: dict, bundle: bytes, submission: bytes) -> dict:
         os.kill(os.getpid(), signal.SIGKILL)
     if spec["settings"]["sandbox"] and spec["settings"]["require_sandbox"]:
         if "status" not in _SANDBOX_STATUS:
-            from ..sandbox import SandboxConfig, sandbox_status
+            from ..sandbox.availability import sandbox_status
+            from ..sandbox.config import SandboxConfig
 
             _SANDBOX_STATUS["status"] = sandbox_status(SandboxConfig())
         available, why = _SANDBOX_STATUS["status"]
@@ -201,7 +202,7 @@ def grade_packed(spec: dict, bundle: bytes, submission: bytes) -> dict:
     try:
         folder = scratch / "submitted" / spec["student"] / spec["assignment"]
         unpack(submission, folder)
-        from ..grade import GradeTask
+        from .submission import GradeTask
 
         task = GradeTask(
             assignment=spec["assignment"],
@@ -270,16 +271,18 @@ def _result_data(result) -> dict:
 def _child(scratch: Path, parent: int) -> None:
     """The fresh interpreter of one submission: grade it as the local pool
     does (a forked process with the notebook limit), write the result."""
-    from .. import grade
+    from .fastkernels import warm_up
+    from .pool import die_with_parent, run_tasks
+    from .run import grade_job
 
-    grade.die_with_parent(parent)
+    die_with_parent(parent)
     task, n_notebooks = pickle.loads((scratch / "job.pkl").read_bytes())
     if task.fork_kernels and not task.sandbox:
-        grade.warm_up()
+        warm_up()
     run_dir = scratch / "run"
     run_dir.mkdir()
-    job = grade._grade_job(0, task, run_dir, n_notebooks)
-    result = grade.run_tasks([job], 1)[0]
+    job = grade_job(0, task, run_dir, n_notebooks)
+    result = run_tasks([job], 1)[0]
     staged = scratch / "result.pkl.new"
     staged.write_bytes(pickle.dumps(_result_data(result)))
     os.replace(staged, scratch / "result.pkl")
@@ -348,7 +351,7 @@ def _rebuild(task, data: dict, run_dir: Path, index: int, digest, key):
 
 
 def _zero(task, outcome: str, reason: str, **kw) -> RecordedResult:
-    from ..grade import TemplateInfo
+    from .template import TemplateInfo
 
     info = TemplateInfo.load(task.template_dir)
     flags = Flags(refused=outcome == REFUSED)
@@ -424,59 +427,84 @@ def grade_on_cluster(
         progress: a tqdm bar (done/total, ETA) on stderr.
         on_result: called with each fresh result as it arrives.
     """
-    from distributed import as_completed
-    from distributed.scheduler import KilledWorker
-    from tqdm import tqdm
-
-    from ..grade import TemplateInfo
-
     started = time.monotonic()
-    course_root = Path(course_root)
-    run_dir = Path(run_dir)
-    keys = dict(keys or {})
-    ledger = Ledger(
-        course_root,
-        templates,
-        run_dir / "merge",
-        every=merge_every,
-        seconds=merge_seconds,
+    grading = _ClusterGrading(
+        client,
+        Path(course_root),
+        Path(run_dir),
+        Ledger(
+            Path(course_root),
+            templates,
+            Path(run_dir) / "merge",
+            every=merge_every,
+            seconds=merge_seconds,
+        ),
+        on_result,
     )
-    run = ClusterRun({})
-    token = uuid.uuid4().hex[:8]
-    bundles = {
-        assignment: client.submit(
-            _blob,
-            assignment_bundle(course_root, assignment, template),
-            key=f"autograder-bundle-{assignment}-{token}",
-            pure=False,
-        )
-        for assignment, template in templates.items()
-    }
-    payloads: dict[int, tuple] = {}
-    futures: dict = {}
-    by_task = {}
+    grading.send_bundles(templates)
     for index, task in tasks:
-        copy = run_dir / "intake" / f"{index:06d}" / task.student / task.assignment
+        grading.take_in(
+            index, task, keys.get(task.assignment) if keys else None, resume
+        )
+    try:
+        grading.run(len(tasks), progress)
+    finally:
+        grading.close()
+    run = grading.run_record
+    run.wall_time = time.monotonic() - started
+    return run
+
+
+class _ClusterGrading:
+    """The client's side of one cluster run: intake, submission, results."""
+
+    def __init__(self, client, course_root, run_dir, ledger, on_result):
+        self.client = client
+        self.course_root = course_root
+        self.run_dir = run_dir
+        self.ledger = ledger
+        self.on_result = on_result
+        self.run_record = ClusterRun({})
+        self.token = uuid.uuid4().hex[:8]
+        self.bundles: dict = {}
+        self.payloads: dict[int, tuple] = {}
+        self.futures: dict = {}
+        self.by_task: dict = {}
+        self.bar = None
+
+    def send_bundles(self, templates: Mapping[str, Path]) -> None:
+        for assignment, template in templates.items():
+            self.bundles[assignment] = self.client.submit(
+                _blob,
+                assignment_bundle(self.course_root, assignment, template),
+                key=f"autograder-bundle-{assignment}-{self.token}",
+                pure=False,
+            )
+
+    def take_in(self, index: int, task, key: str | None, resume: bool) -> None:
+        """Intake on the client; a refusal or a recorded result never leaves."""
+        from .template import TemplateInfo
+
+        results = self.run_record.results
+        copy = self.run_dir / "intake" / f"{index:06d}" / task.student / task.assignment
         try:
             take_in(Path(task.submission_dir), copy)
         except Refusal as refusal:
-            result = _zero(task, REFUSED, str(refusal), worker="client")
-            run.results[index] = result
-            ledger.add(result)
-            continue
+            results[index] = _zero(task, REFUSED, str(refusal), worker="client")
+            self.ledger.add(results[index])
+            return
         except OSError as exc:
-            run.results[index] = _zero(
+            results[index] = _zero(
                 task, ERROR, f"could not copy the submission: {exc}", worker="client"
             )
-            continue
+            return
         digest = submission_digest(copy)
-        key = keys.get(task.assignment)
         if resume and key is not None:
-            old = recorded(course_root, task.student, task.assignment, digest, key)
+            old = recorded(self.course_root, task.student, task.assignment, digest, key)
             if old is not None:
-                run.results[index] = _record_from(task, old)
-                run.skipped.add(index)
-                continue
+                results[index] = _record_from(task, old)
+                self.run_record.skipped.add(index)
+                return
         spec = {
             "index": index,
             "assignment": task.assignment,
@@ -484,21 +512,12 @@ def grade_on_cluster(
             "n_notebooks": len(TemplateInfo.load(task.template_dir).notebooks),
             "settings": {name: getattr(task, name) for name in _SETTINGS},
         }
-        payloads[index] = (spec, bundles[task.assignment], pack_tree({".": copy}))
-        by_task[index] = (task, digest, key)
+        bundle = self.bundles[task.assignment]
+        self.payloads[index] = (spec, bundle, pack_tree({".": copy}))
+        self.by_task[index] = (task, digest, key)
 
-    bar = tqdm(
-        total=len(tasks),
-        initial=len(tasks) - len(payloads),
-        desc="grading (dask)",
-        unit="submission",
-        file=sys.stderr,
-        disable=not progress,
-        dynamic_ncols=True,
-    )
-
-    def finish(index: int, data: dict) -> None:
-        task, digest, key = by_task[index]
+    def finish(self, index: int, data: dict) -> None:
+        task, digest, key = self.by_task[index]
         if "scores" not in data:
             result = _zero(
                 task,
@@ -509,31 +528,49 @@ def grade_on_cluster(
                 settings_key=key,
             )
         else:
-            result = _rebuild(task, data, run_dir, index, digest, key)
-        run.results[index] = result
-        ledger.add(result)
-        if on_result is not None:
-            on_result(index, result)
-        bar.update(1)
+            result = _rebuild(task, data, self.run_dir, index, digest, key)
+        self.run_record.results[index] = result
+        self.ledger.add(result)
+        if self.on_result is not None:
+            self.on_result(index, result)
+        self.bar.update(1)
 
-    def submit(index: int):
-        return client.submit(
+    def submit(self, index: int):
+        future = self.client.submit(
             grade_packed,
-            *payloads[index],
-            key=f"autograder-grade-{token}-{index:06d}-{uuid.uuid4().hex[:6]}",
+            *self.payloads[index],
+            key=f"autograder-grade-{self.token}-{index:06d}-{uuid.uuid4().hex[:6]}",
             pure=False,
         )
+        self.futures[future] = index
+        return future
 
-    # A worker that dies takes every task assigned to it with it, so a task
-    # that exhausts Dask's allowed failures may be a bystander of the one that
-    # kills workers: such suspects are graded again one at a time, alone on the
-    # cluster, and only a task that still kills its workers there is given up.
-    suspects: dict[int, int] = {}
-    try:
-        with bar:
-            futures = {submit(index): index for index in payloads}
-            for future in as_completed(list(futures)):
-                index = futures.pop(future)
+    def run(self, total: int, progress: bool) -> None:
+        """Grade every payload; then, one at a time, the suspects of crashes.
+
+        A worker that dies takes every task assigned to it with it, so a task
+        that exhausts Dask's allowed failures may be a bystander of the one
+        that kills workers: such suspects are graded again one at a time, alone
+        on the cluster, and only a task that still kills its workers there is
+        given up.
+        """
+        from distributed import as_completed
+        from distributed.scheduler import KilledWorker
+        from tqdm import tqdm
+
+        self.bar = tqdm(
+            total=total,
+            initial=total - len(self.payloads),
+            desc="grading (dask)",
+            unit="submission",
+            file=sys.stderr,
+            disable=not progress,
+            dynamic_ncols=True,
+        )
+        suspects: dict[int, int] = {}
+        with self.bar:
+            for future in as_completed([self.submit(i) for i in self.payloads]):
+                index = self.futures.pop(future)
                 try:
                     data = future.result()
                 except KilledWorker as exc:
@@ -542,39 +579,37 @@ def grade_on_cluster(
                 except Exception as exc:  # noqa: BLE001 - one student, not the class
                     data = _failed(exc)
                 future.release()
-                finish(index, data)
+                self.finish(index, data)
             for index, lost in sorted(suspects.items()):
-                future = submit(index)
-                futures[future] = index
-                try:
-                    data = future.result()
-                except KilledWorker as exc:
-                    total = lost + exc.allowed_failures + 1
-                    data = {
-                        "outcome": KERNEL_DIED,
-                        "reason": f"the worker grading it was lost {total} times "
-                        f"(the last {exc.last_worker.address}; {lost} in the class "
-                        "run, the rest graded alone): the submission crashes or "
-                        "exhausts the machine it runs on; nothing could be graded",
-                        "worker": exc.last_worker.address,
-                    }
-                except Exception as exc:  # noqa: BLE001 - one student, not the class
-                    data = _failed(exc)
-                futures.pop(future)
-                future.release()
-                finish(index, data)
-    finally:
-        ledger.flush()
-        for future in futures:
+                self.finish(index, self._alone(index, lost, KilledWorker))
+
+    def _alone(self, index: int, lost: int, killed) -> dict:
+        future = self.submit(index)
+        try:
+            data = future.result()
+        except killed as exc:
+            total = lost + exc.allowed_failures + 1
+            data = {
+                "outcome": KERNEL_DIED,
+                "reason": f"the worker grading it was lost {total} times "
+                f"(the last {exc.last_worker.address}; {lost} in the class "
+                "run, the rest graded alone): the submission crashes or "
+                "exhausts the machine it runs on; nothing could be graded",
+                "worker": exc.last_worker.address,
+            }
+        except Exception as exc:  # noqa: BLE001 - one student, not the class
+            data = _failed(exc)
+        self.futures.pop(future)
+        future.release()
+        return data
+
+    def close(self) -> None:
+        self.ledger.flush()
+        for future in [*self.futures, *self.bundles.values()]:
             with contextlib.suppress(Exception):
                 future.cancel()
-        for future in bundles.values():
-            with contextlib.suppress(Exception):
-                future.cancel()
-    run.failures = ledger.failures
-    run.merges = ledger.merges
-    run.wall_time = time.monotonic() - started
-    return run
+        self.run_record.failures = self.ledger.failures
+        self.run_record.merges = self.ledger.merges
 
 
 @contextlib.contextmanager

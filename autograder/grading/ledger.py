@@ -3,7 +3,8 @@
 A long run (a MOOC on a cluster) must not lose what it graded when the client
 is interrupted. :class:`Ledger` merges results into ``<course>/gradebook.db``
 as they arrive — every ``every`` results or ``seconds`` seconds, each merge an
-atomic replace through :func:`autograder.grade.merge_results` — records them in
+atomic replace through
+:func:`autograder.grading.gradebook.merge_results` — records them in
 ``grading_outcomes.json`` with the digest of the submission's intake copy and
 the key of the run settings, and installs their autograded notebooks.
 
@@ -105,9 +106,10 @@ class Ledger:
         workdir: scratch folder for the merge's working copy.
         every: merge after this many new results ...
         seconds: ... or when the oldest unmerged one is this old.
-        merge: the merge function (default :func:`autograder.grade.merge_results`).
+        merge: the merge function (default
+            :func:`autograder.grading.gradebook.merge_results`).
         install: installs one result's autograded notebooks (default
-            ``autograder.grade._install_autograded``).
+            ``autograder.grading.gradebook.install_autograded``).
     """
 
     course_root: Path
@@ -142,10 +144,10 @@ class Ledger:
         one of ``grading_outcomes.json``)."""
         if not self._pending:
             return
-        from .. import grade
+        from . import gradebook
 
-        merge = self.merge or grade.merge_results
-        install = self.install or grade._install_autograded
+        merge = self.merge or gradebook.merge_results
+        install = self.install or gradebook.install_autograded
         batch, self._pending, self._oldest = self._pending, [], None
         Path(self.workdir).mkdir(parents=True, exist_ok=True)
         self.failures += merge(

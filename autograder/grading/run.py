@@ -148,6 +148,7 @@ def grade_course(
     require_sandbox: bool = defaults.REQUIRE_SANDBOX,
     sandbox_limits: Mapping[str, int] | None = None,
     progress: bool = True,
+    cluster: str | int | None = None,
     log: Callable[[str], None] = print,
 ) -> GradeRun:
     """Grade every submission of ``assignments`` (default: all) in a course.
@@ -165,6 +166,9 @@ def grade_course(
         require_sandbox: fail where bubblewrap cannot run.
         sandbox_limits: overrides of the sandbox's resource limits, by name.
         progress: show a progress bar on stderr.
+        cluster: None grades in the local pool; a scheduler address
+            (``tcp://host:8786``) or a number of local worker processes grades
+            on a Dask cluster (:mod:`autograder.grading.cluster`).
         log: where the summary goes.
 
     Returns:
@@ -201,6 +205,7 @@ def grade_course(
             progress=progress,
             log=log,
             laps=laps,
+            cluster=cluster,
         )
     finally:
         shutil.rmtree(run_dir, ignore_errors=True)
@@ -264,6 +269,7 @@ def _grade_in(
     progress: bool,
     log: Callable[[str], None],
     laps: _Laps,
+    cluster: str | int | None = None,
 ) -> tuple[list[GradeResult], list[str]]:
     """Templates, pre-flight, grading, merge and install, in ``run_dir``."""
     assignments = sorted({a for a, _, _ in found})
@@ -293,6 +299,10 @@ def _grade_in(
         (index, make_task(assignment, student, folder))
         for index, (assignment, student, folder) in enumerate(found)
     ]
+    if cluster is not None:
+        return _grade_on_dask(
+            cluster, course_root, tasks, templates, settings, run_dir, progress, laps
+        )
     with _progress_bar(len(tasks), progress) as bar:
         jobs = [
             grade_job(index, task, run_dir, n_notebooks[task.assignment])
@@ -307,6 +317,41 @@ def _grade_in(
     failures += _install_all(course_root, results)
     laps.lap("install")
     return results, failures
+
+
+def _grade_on_dask(
+    cluster, course_root, tasks, templates, settings, run_dir, progress, laps
+) -> tuple[list[GradeResult], list[str]]:
+    """Grade on a Dask cluster; its ledger merges and installs as results come."""
+    from .cluster import grade_on_cluster, local_cluster
+    from .ledger import settings_key
+
+    keys = {
+        a: settings_key(course_root, a, template, settings)
+        for a, template in templates.items()
+    }
+
+    def grade(client):
+        return grade_on_cluster(
+            client,
+            course_root,
+            tasks,
+            templates,
+            run_dir,
+            keys=keys,
+            progress=progress,
+        )
+
+    if isinstance(cluster, int):
+        with local_cluster(cluster) as client:
+            done = grade(client)
+    else:
+        from distributed import Client
+
+        with Client(cluster) as client:
+            done = grade(client)
+    laps.lap("grading")
+    return [done.results[index] for index, _ in tasks], list(done.failures)
 
 
 def _run_seeds(course_root, assignments, settings: Settings, log) -> dict[str, int]:

@@ -5,7 +5,7 @@ module (127.0.0.1, free ports, no dashboard; each worker with its own
 ``--local-directory``, cache and a working folder outside the course). A class
 of the fixture course (reference, blank, a typical mistake, a cell calling
 ``os._exit(1)``, a sleeping cell, a symlinked notebook) is graded sandboxed on
-the cluster and with :func:`autograder.grade.run_tasks`; the outcomes and
+the cluster and with :func:`autograder.grading.pool.run_tasks`; the outcomes and
 scores must match. Then a worker is SIGKILLed mid-run (nothing lost or
 duplicated), a submission that kills every worker it lands on ends as ``kernel
 died`` (simulated with the test-only hook :data:`TEST_KILL_ENV`: nothing a
@@ -27,9 +27,10 @@ from pathlib import Path
 
 import nbformat
 import pytest
-from test_grade import ASSIGNMENT, FIXTURE, NOTEBOOK, cell, mistake, source_nb
+from fixture_course import ASSIGNMENT, FIXTURE, NOTEBOOK, cell, mistake, source_nb
 
-from autograder import grade
+from autograder.grading import discover, pool, run, submission
+from autograder.grading import template as templates
 from autograder.grading.cluster import TEST_KILL_ENV, grade_on_cluster
 from autograder.grading.ledger import outcome_records, settings_key
 from autograder.grading.preflight import Settings
@@ -201,16 +202,16 @@ def cluster(tmp_path_factory):
 @pytest.fixture(scope="module")
 def prepared(tmp_path_factory):
     root = tmp_path_factory.mktemp("dask-templates")
-    template = grade.prepare_template(FIXTURE, ASSIGNMENT, root / "template")
+    template = templates.prepare_template(FIXTURE, ASSIGNMENT, root / "template")
     return template
 
 
 def _tasks(course: Path, template: Path, **settings) -> list:
-    found = grade.discover_submissions(course, [ASSIGNMENT])
+    found = discover.discover_submissions(course, [ASSIGNMENT])
     return [
         (
             index,
-            grade.GradeTask(
+            submission.GradeTask(
                 assignment=assignment,
                 student=student,
                 submission_dir=folder,
@@ -230,8 +231,8 @@ def _tasks(course: Path, template: Path, **settings) -> list:
 
 def _local(tasks, run_dir: Path) -> dict:
     run_dir.mkdir()
-    jobs = [grade._grade_job(i, task, run_dir, 1) for i, task in tasks]
-    done = grade.run_tasks(jobs, 2)
+    jobs = [run.grade_job(i, task, run_dir, 1) for i, task in tasks]
+    done = pool.run_tasks(jobs, 2)
     return {task.student: done[i] for i, task in tasks}
 
 
@@ -436,3 +437,28 @@ def test_benchmark_smoke_runs_both_pools_and_agrees():
     assert "dask / local throughput" in done.stdout
     assert "scheduler overhead per no-op task" in done.stdout
     assert done.stdout.count("MiB at start") == 2
+
+
+def test_the_cli_grades_on_a_scheduler_like_the_local_pool(cluster, tmp_path):
+    """``grade --scheduler ADDRESS``, the instructor's command, gives the same
+    gradebook as ``grade`` in the local pool (pre-flight included)."""
+    running, _client = cluster
+    address = running.address
+    totals = {}
+    for name, extra in (("local", []), ("dask", ["--scheduler", address])):
+        course = _course(tmp_path / name, CLASS)
+        shutil.copy(FIXTURE.parent.parent.parent / "nbgrader_config.py", course)
+        proc = subprocess.run(
+            [sys.executable, "-m", "autograder", "grade", "--no-progress", *extra],
+            cwd=course,
+            capture_output=True,
+            text=True,
+            timeout=900,
+        )
+        assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+        records = json.loads((course / "grading_outcomes.json").read_text())
+        totals[name] = {
+            r["student"]: (r["outcome"], r["score"], r["scores"]) for r in records
+        }
+    assert totals["dask"] == totals["local"]
+    assert totals["dask"]["reference"][1] == 30
