@@ -331,7 +331,11 @@ def test_reference_passes_every_visible_check_in_a_fresh_student_env(
     assert f"PREFIX {student_venv}" in probe
     assert f"DLCOURSE {student_venv}" in probe, "dlcourse comes from the wheel"
     assert "NO AUTOGRADER" in probe
-    graded = [c for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade")]
+    graded = [
+        c
+        for c in nb.cells
+        if c.metadata.get("nbgrader", {}).get("grade") and c.cell_type == "code"
+    ]  # a written answer (markdown) is graded by hand
     assert graded, "the notebook has graded cells"
     for cell in graded:
         grade_id = cell.metadata["nbgrader"]["grade_id"]

@@ -39,6 +39,10 @@ pytestmark = pytest.mark.slow
 
 A01 = "01_logistic_regression"
 A04 = "04_deep_network_step_by_step"
+#: Every typical mistake of these is graded and checked (05's trainings take
+#: minutes per notebook in the sandbox: its mistakes are graded in
+#: tests/grading/test_nbgrader_grading.py instead).
+WITH_MISTAKES = (A01, "02_one_hidden_layer", "03_softmax", A04)
 
 
 def _nb(assignment: str):
@@ -64,7 +68,7 @@ def _write(course: Path, student: str, assignment: str, nb) -> Path:
 
 
 def _build(course: Path) -> None:
-    for assignment in (A01, A04):
+    for assignment in WITH_MISTAKES:
         for folder in ("source", "release"):
             shutil.copytree(
                 REPO_ROOT / folder / assignment, course / folder / assignment
@@ -76,7 +80,7 @@ def _build(course: Path) -> None:
         _write(course, "blank", assignment, _blank(assignment))
         _write(course, "faker", assignment, with_cell(_blank(assignment), FAKE_CHECKS))
     _write(course, "boundary", A01, _mistake(A01, "predict-threshold-at-or-above-half"))
-    for assignment in (A01, A04):
+    for assignment in WITH_MISTAKES:
         for mistake in load_mistakes(assignment):
             if mistake["name"] != "predict-threshold-at-or-above-half":
                 student = f"mistake-{mistake['name']}"[:60]
@@ -140,7 +144,7 @@ def test_the_run_completes_and_stores_every_student(graded):
     with Gradebook(f"sqlite:///{course / 'gradebook.db'}") as gb:
         stored = {
             (s.student.id, a)
-            for a in (A01, A04)
+            for a in WITH_MISTAKES
             for s in gb.find_assignment(a).submissions
         }
     assert stored == set(records)
@@ -229,8 +233,8 @@ def _source_functions(assignment: str) -> list[str]:
 
 def test_check_gives_the_points_grade_gives(graded, tmp_path):
     """Same per-function points from ``check`` as from ``grade``: the honest,
-    blank, boundary and faker notebooks and every typical mistake of both
-    assignments."""
+    blank, boundary and faker notebooks of 01 and 04, and every typical mistake
+    of 01 to 04."""
     course, _, records = graded
     cases = [
         (student, assignment)
