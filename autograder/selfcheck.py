@@ -140,19 +140,21 @@ def _status(cell, score=None, full=None, message: str = "") -> str:
     return "failed: " + message
 
 
-def _table(result: GradeResult, messages: dict[str, str]) -> str:
+def _table(
+    result: GradeResult, messages: dict[str, str], by_hand: set[str] = frozenset()
+) -> str:
     rows = [("function", "points", "max", "status")]
     for gid, (score, points) in result.scores.items():
         name = gid[5:] if gid.startswith("test_") else gid
+        status = _status(result.cells.get(gid), score, points, messages.get(gid, ""))
+        if gid in by_hand:
+            score, status = None, "graded by your instructor (a written answer)"
         rows.append(
-            (
-                name,
-                "-" if score is None else f"{score:g}",
-                f"{points:g}",
-                _status(result.cells.get(gid), score, points, messages.get(gid, "")),
-            )
+            (name, "-" if score is None else f"{score:g}", f"{points:g}", status)
         )
-    rows.append(("total", f"{result.score:g}", f"{result.max_score:g}", ""))
+    auto = sum((s or 0.0) for g, (s, _) in result.scores.items() if g not in by_hand)
+    full = sum(m for g, (_, m) in result.scores.items() if g not in by_hand)
+    rows.append(("total", f"{auto:g}", f"{full:g}", "autograded functions"))
     widths = [max(len(r[i]) for r in rows) for i in range(3)]
     indent = sum(widths) + 6
     lines = []
@@ -273,7 +275,8 @@ def check_notebook(
             make_task, assignment, tmp / "run", n_notebooks, 1, {"you": submission}
         )["you"]
         log(f"{notebook.name}: assignment {assignment}")
-        log(_table(result, _notebook_messages(result, name)))
+        by_hand = _hand_graded(template / "release" / assignment)
+        log(_table(result, _notebook_messages(result, name), by_hand))
         log(
             f"outcome: {result.outcome}"
             + (f" ({result.reason})" if result.reason else "")
@@ -283,6 +286,17 @@ def check_notebook(
             "the hidden tests' code is not shown."
         )
     return result
+
+
+def _hand_graded(release: Path) -> set[str]:
+    """Grade ids of the cells a human grades (written answers)."""
+    ids = set()
+    for path in release.glob("*.ipynb"):
+        for cell in nbformat.read(str(path), as_version=4).cells:
+            meta = cell.metadata.get("nbgrader", {})
+            if meta.get("grade") and meta.get("solution"):
+                ids.add(meta.get("grade_id"))
+    return ids
 
 
 def _notebook_messages(result: GradeResult, name: str) -> dict[str, str]:
