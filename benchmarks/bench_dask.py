@@ -38,7 +38,7 @@ NOTEBOOK = "mini.ipynb"
 
 
 def build_class(root: Path, n: int) -> Path:
-    from autograder.demo import apply_mistake, load_mistakes
+    from autograder.authoring.demo import apply_mistake, load_mistakes
 
     shutil.copytree(FIXTURE / "source", root / "source")
     shutil.copytree(FIXTURE / "release", root / "release")
@@ -53,11 +53,7 @@ def build_class(root: Path, n: int) -> Path:
 
 
 def make_tasks(course: Path, template: Path, sandbox: bool) -> list:
-    from autograder.grading import (
-        discover,
-        submission,
-        template,
-    )
+    from autograder.grading import discover, submission
 
     found = discover.discover_submissions(course, [ASSIGNMENT])
     return [
@@ -106,17 +102,13 @@ def main(argv=None) -> int:
 
     from distributed import Client, LocalCluster
 
-    from autograder.grading import (
-        fastkernels,
-        pool,
-        run,
-        template,
-    )
+    from autograder.grading import fastkernels, pool, run
+    from autograder.grading import template as templates
     from autograder.grading.cluster import grade_on_cluster, summary_by_worker
 
     with tempfile.TemporaryDirectory(prefix="bench-dask-") as tmp:
         base = Path(tmp)
-        template = template.prepare_template(FIXTURE, ASSIGNMENT, base / "template")
+        template = templates.prepare_template(FIXTURE, ASSIGNMENT, base / "template")
         figures = {}
         scores = {}
 

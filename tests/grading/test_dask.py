@@ -425,7 +425,7 @@ def test_benchmark_smoke_runs_both_pools_and_agrees():
     """The benchmark on 10 submissions: it prints its figures and exits 0 only
     when the local pool and the cluster scored alike."""
     _require_dask()
-    script = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_dask.py"
+    script = Path(__file__).resolve().parents[2] / "benchmarks" / "bench_dask.py"
     done = subprocess.run(
         [sys.executable, str(script), "--submissions", "10", "--workers", "2"],
         capture_output=True,
