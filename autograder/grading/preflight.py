@@ -208,9 +208,14 @@ def run_preflight(
             f"pre-flight of {assignment} failed, so nothing was graded (every "
             "score would be wrong):\n  " + "\n  ".join(found)
         )
+    reference = results[REFERENCE]
+    # Cells without a score wait for a human (written answers): not counted.
+    auto = [full for score, full in reference.scores.values() if score is not None]
+    by_hand = reference.max_score - sum(auto)
     log(
-        f"pre-flight {assignment}: reference {results[REFERENCE].score:g}/"
-        f"{results[REFERENCE].max_score:g}, blank {results[BLANK].score:g}"
+        f"pre-flight {assignment}: reference {reference.score:g}/{sum(auto):g}, "
+        f"blank {results[BLANK].score:g}"
+        + (f" ({by_hand:g} points graded by hand)" if by_hand else "")
     )
     stamp.parent.mkdir(parents=True, exist_ok=True)
     staged = stamp.with_suffix(f".{os.getpid()}.tmp")
