@@ -414,6 +414,12 @@ def test_progress_bar_uses_stdout_only_and_is_off_while_grading(
     helpers, capsys, monkeypatch
 ):
     monkeypatch.delenv("NBGRADER_EXECUTION", raising=False)
+    # tqdm.auto picks its notebook widget when an earlier test left an IPython
+    # shell in this process; outside a notebook it is the text bar.
+    import tqdm.auto
+    import tqdm.std
+
+    monkeypatch.setattr(tqdm.auto, "tqdm", tqdm.std.tqdm)
     progress = helpers.TrainingProgress(3, show=True)
     assert len(progress) == 3
     for i in progress:
