@@ -135,15 +135,22 @@ def tree_digest(folder: Path) -> str:
 
 
 def cell_output_text(cell) -> str:
+    # The kernel may deliver one print as several stream messages, split
+    # wherever it flushed; consecutive stream text is glued back together.
     parts = []
+    previous = None
     for output in cell.get("outputs", []):
-        if output.output_type == "stream":
+        kind = (output.output_type, output.get("name"))
+        if output.output_type == "stream" and previous == kind:
+            parts[-1] += output.text
+        elif output.output_type == "stream":
             parts.append(output.text)
         elif output.output_type == "error":
             parts.append(f"{output.ename}: {output.evalue}")
             parts.extend(output.traceback)
         else:
             parts.append(str(output.get("data", {}).get("text/plain", "")))
+        previous = kind
     return "\n".join(parts)
 
 
