@@ -37,12 +37,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import nbformat
-
 from . import REPO_ROOT
 from .course import course_config
-from .errors import UsageError
+from .errors import SourceNotebookError, UsageError
 from .grading.outcomes import load_outcomes
+from .source import grade_cells
 
 __all__ = [
     "CANVAS_ID_COLUMNS",
@@ -135,13 +134,9 @@ def _cell_order(course_root: Path, assignment: str) -> list[str]:
     order = []
     for path in sorted((course_root / "source" / assignment).glob("*.ipynb")):
         try:
-            nb = nbformat.read(str(path), as_version=4)
-        except Exception:  # an unreadable source only loses the column order
+            order += [cell.grade_id for cell in grade_cells(path)]
+        except SourceNotebookError:  # an unreadable source only loses the column order
             continue
-        for cell in nb.cells:
-            meta = cell.metadata.get("nbgrader", {})
-            if meta.get("grade") and meta.get("grade_id"):
-                order.append(meta["grade_id"])
     return order
 
 

@@ -33,9 +33,9 @@ from .grading.fastkernels import warm_up
 from .grading.outcomes import GradeResult
 from .grading.pool import Job, run_tasks
 from .grading.preflight import Settings, run_preflight
-from .grading.run import default_cell_timeout, grade_folders
-from .grading.submission import GradeTask
+from .grading.run import build_task, default_cell_timeout, grade_folders
 from .grading.template import TemplateInfo, prepare_template
+from .source import grade_cells
 
 __all__ = ["check_notebook", "identify_assignment"]
 
@@ -86,12 +86,7 @@ def identify_assignment(
     scored = []
     for assignment, files in names.items():
         for name in files:
-            nb = nbformat.read(str(course_root / "source" / assignment / name), 4)
-            theirs = {
-                c.metadata["nbgrader"]["grade_id"]
-                for c in nb.cells
-                if c.metadata.get("nbgrader", {}).get("grade_id")
-            }
+            theirs = _grade_ids(course_root / "source" / assignment / name)
             if theirs:
                 scored.append((len(ids & theirs) / len(theirs), assignment, name))
     scored.sort(reverse=True)
@@ -237,19 +232,6 @@ def check_notebook(
 
             run_seed = choose_run_seed(assignment, source_root=course_root)
 
-        def make_task(assignment: str, student: str, folder: Path) -> GradeTask:
-            return GradeTask(
-                assignment=assignment,
-                student=student,
-                submission_dir=folder,
-                course_root=course_root,
-                cell_timeout=cell_timeout,
-                notebook_timeout=limit,
-                template_dir=template,
-                sandbox=sandbox,
-                run_seed=run_seed,
-            )
-
         settings = Settings(
             sandbox=sandbox,
             require_sandbox=False,
@@ -257,6 +239,13 @@ def check_notebook(
             cell_timeout=cell_timeout,
             notebook_timeout=limit,
             sandbox_limits=(),
+        )
+        make_task = partial(
+            build_task,
+            course_root,
+            settings,
+            {assignment: template},
+            {} if run_seed is None else {assignment: run_seed},
         )
         n_notebooks = {assignment: len(TemplateInfo.load(template).notebooks)}
         (tmp / "run").mkdir()
@@ -290,13 +279,12 @@ def check_notebook(
 
 def _hand_graded(release: Path) -> set[str]:
     """Grade ids of the cells a human grades (written answers)."""
-    ids = set()
-    for path in release.glob("*.ipynb"):
-        for cell in nbformat.read(str(path), as_version=4).cells:
-            meta = cell.metadata.get("nbgrader", {})
-            if meta.get("grade") and meta.get("solution"):
-                ids.add(meta.get("grade_id"))
-    return ids
+    return {
+        cell.grade_id
+        for path in release.glob("*.ipynb")
+        for cell in grade_cells(path)
+        if cell.by_hand
+    }
 
 
 def _notebook_messages(result: GradeResult, name: str) -> dict[str, str]:

@@ -36,10 +36,12 @@ __all__ = [
     "DEFINITIONS",
     "IMPORTS",
     "REFERENCE_MODULE_PREFIX",
+    "GradeCell",
     "GradedCell",
     "SourceNotebook",
     "course_root",
     "find_course_root",
+    "grade_cells",
     "grade_id_of",
     "graded_cells",
     "load_source_notebook",
@@ -244,6 +246,46 @@ def nbgrader_metadata(cell) -> dict:
 def grade_id_of(meta: dict) -> str | None:
     grade_id = meta.get("grade_id")
     return grade_id if isinstance(grade_id, str) else None
+
+
+@dataclass(frozen=True)
+class GradeCell:
+    """A cell that carries points: an autograded test or a written answer."""
+
+    grade_id: str
+    points: float
+    #: True for an answer a person grades (nbgrader's grade + solution cell).
+    by_hand: bool
+
+
+def grade_cells(path: Path) -> list[GradeCell]:
+    """Every cell of an nbgrader notebook that carries points, in notebook order.
+
+    Works on a source or a release notebook (both keep the metadata).
+
+    Raises:
+        SourceNotebookError: the notebook cannot be read, or a grade id is
+            used twice.
+    """
+    import nbformat  # not at import time: hidden tests import this module in kernels
+
+    try:
+        nb = nbformat.read(str(path), as_version=4)
+    except (OSError, ValueError) as exc:
+        raise SourceNotebookError(f"cannot read {path}: {exc}") from exc
+    found: list[GradeCell] = []
+    for cell in nb.cells:
+        meta = nbgrader_metadata(cell)
+        grade_id = grade_id_of(meta)
+        if not meta.get("grade") or grade_id is None:
+            continue
+        if any(c.grade_id == grade_id for c in found):
+            raise SourceNotebookError(
+                f"{path.name}: grade id {grade_id!r} is used twice"
+            )
+        points = float(meta.get("points", 0) or 0)
+        found.append(GradeCell(grade_id, points, bool(meta.get("solution"))))
+    return found
 
 
 def _grader_calls(source: str) -> list[tuple[ast.expr, str]]:

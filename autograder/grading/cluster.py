@@ -354,14 +354,12 @@ def _zero(task, outcome: str, reason: str, **kw) -> RecordedResult:
     from .template import TemplateInfo
 
     info = TemplateInfo.load(task.template_dir)
-    flags = Flags(refused=outcome == REFUSED)
-    return RecordedResult(
+    return RecordedResult.nothing(
         task.assignment,
         task.student,
         outcome,
         reason,
-        {gid: (0.0, pts) for gid, pts in info.max_scores.items()},
-        flags=flags,
+        info.max_scores,
         run_seed=task.run_seed,
         **kw,
     )

@@ -39,6 +39,7 @@ __all__ = [
     "UNKNOWN",
     "load_outcomes",
     "write_outcomes",
+    "zero_scores",
 ]
 
 GRADED = "graded"
@@ -118,6 +119,11 @@ class CellReport:
         return asdict(self)
 
 
+def zero_scores(max_scores: dict[str, float]) -> dict[str, tuple[float, float]]:
+    """``(0.0, points)`` for every graded cell: nothing earned."""
+    return {gid: (0.0, points) for gid, points in max_scores.items()}
+
+
 @dataclass
 class GradeResult:
     """What grading one submission produced.
@@ -143,6 +149,24 @@ class GradeResult:
     flags: Flags = field(default_factory=Flags)
     cells: dict[str, CellReport] = field(default_factory=dict)
     run_seed: int | None = None
+
+    @classmethod
+    def nothing(
+        cls,
+        assignment: str,
+        student: str,
+        outcome: str,
+        reason: str,
+        max_scores: dict[str, float],
+        **kw,
+    ):
+        """A result that scores 0 on every cell (``max_scores``: id -> points).
+
+        How a submission that could not be graded is recorded; a ``refused``
+        one also carries ``flags.refused``.
+        """
+        kw.setdefault("flags", Flags(refused=outcome == REFUSED))
+        return cls(assignment, student, outcome, reason, zero_scores(max_scores), **kw)
 
     @property
     def definite(self) -> bool:

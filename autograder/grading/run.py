@@ -278,7 +278,7 @@ def _grade_in(
     run_seeds = {}
     if settings.sandbox:
         run_seeds = _run_seeds(course_root, assignments, settings, log)
-    make_task = partial(_make_task, course_root, settings, templates, run_seeds)
+    make_task = partial(build_task, course_root, settings, templates, run_seeds)
     n_notebooks = {a: len(TemplateInfo.load(t).notebooks) for a, t in templates.items()}
     for assignment in sorted(templates):
         ran = run_preflight(
@@ -381,7 +381,7 @@ def _run_seeds(course_root, assignments, settings: Settings, log) -> dict[str, i
     return run_seeds
 
 
-def _make_task(
+def build_task(
     course_root: Path,
     settings: Settings,
     templates: Mapping[str, Path],
@@ -390,6 +390,7 @@ def _make_task(
     student: str,
     folder: Path,
 ) -> GradeTask:
+    """The task that grades one submission folder with a run's settings."""
     return GradeTask(
         assignment=assignment,
         student=student,
@@ -478,13 +479,14 @@ def grade_job(index: int, task: GradeTask, run_dir: Path, n_notebooks: int) -> J
 
     def zero(outcome: str, reason: str) -> GradeResult:
         info = TemplateInfo.load(task.template_dir)
-        return GradeResult(
+        return GradeResult.nothing(
             task.assignment,
             task.student,
             outcome,
             reason,
-            {gid: (0.0, pts) for gid, pts in info.max_scores.items()},
+            info.max_scores,
             duration=limit,
+            run_seed=task.run_seed,
         )
 
     def on_timeout():

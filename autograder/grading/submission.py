@@ -50,6 +50,7 @@ from .outcomes import (
     CellReport,
     Flags,
     GradeResult,
+    zero_scores,
 )
 from .template import TemplateInfo, prepare_template
 
@@ -272,7 +273,7 @@ class _Run:
 
     @property
     def zero(self) -> dict:
-        return {gid: (0.0, pts) for gid, pts in self.info.max_scores.items()}
+        return zero_scores(self.info.max_scores)
 
     def result(self, outcome, reason, scores=None, **kw) -> GradeResult:
         ended = time.monotonic()

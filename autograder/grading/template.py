@@ -15,11 +15,10 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-import nbformat
-
 from ..course import Course, course_config
 from ..defaults import TEMPLATE_TIMEOUT
 from ..errors import SourceNotebookError
+from ..source import grade_cells
 
 __all__ = ["TEMPLATE_TIMEOUT", "TemplateInfo", "new_gradebook", "prepare_template"]
 
@@ -104,15 +103,12 @@ def prepare_template(course_root: Path, assignment: str, dest: Path) -> Path:
     notebooks = sorted(p.name for p in source.glob("*.ipynb"))
     order: list[str] = []
     for name in notebooks:
-        nb = nbformat.read(str(source / name), as_version=4)
-        for cell in nb.cells:
-            meta = cell.metadata.get("nbgrader", {})
-            if meta.get("grade"):
-                if meta["grade_id"] in order:
-                    raise SourceNotebookError(
-                        f"{assignment}: grade id {meta['grade_id']!r} is used twice"
-                    )
-                order.append(meta["grade_id"])
+        for cell in grade_cells(source / name):
+            if cell.grade_id in order:
+                raise SourceNotebookError(
+                    f"{assignment}: grade id {cell.grade_id!r} is used twice"
+                )
+            order.append(cell.grade_id)
     course_id = config.CourseDirectory.get("course_id", "") or ""
     with Gradebook(course.db_url, course_id) as gb:
         cells = {
