@@ -170,4 +170,14 @@ class Course:
         return nbformat.read(str(path), as_version=4)
 
 
+def default_cell_timeout(course_root: Path) -> int:
+    """``Execute.timeout`` from the course configuration, else nbgrader's own
+    default (:data:`autograder.defaults.NBGRADER_CELL_TIMEOUT`): the limit stock
+    ``nbgrader autograde`` would use for this course."""
+    from .defaults import NBGRADER_CELL_TIMEOUT
+
+    config = course_config(course_root)
+    return int(config.Execute.get("timeout", NBGRADER_CELL_TIMEOUT))
+
+
 _IGNORED_FILES = (".ipynb_checkpoints", "__pycache__", "*.pyc", "*.h5", "datasets")

@@ -7,12 +7,11 @@ The command line (its ``--help`` text included), :func:`grade_course
 verification read their defaults from here, so they cannot disagree. Standard
 library only: ``--help`` imports it.
 
-Two timeouts look alike and are not the same thing:
-
-- :data:`NOTEBOOK_TIMEOUT` bounds grading one notebook (``grade`` and
-  ``check``, ``--notebook-timeout``); grading passes it to the sandbox;
-- :data:`SANDBOX_LIMITS` ``["notebook_timeout"]`` bounds a sandbox started on
-  its own (``verify_submission`` or ``sandbox_config_for`` called directly).
+Where the course's configuration sets a cell limit (``Execute.timeout``), that
+limit applies to ``grade``, ``check``, a :class:`GradeTask` built by hand and
+stock ``nbgrader autograde`` alike; where it sets none, nbgrader's own default
+(:data:`NBGRADER_CELL_TIMEOUT`) does. :data:`CELL_TIMEOUT` is only the limit
+of a sandbox started on its own, outside any course.
 """
 
 from __future__ import annotations
@@ -30,9 +29,9 @@ SANDBOX = True
 REQUIRE_SANDBOX = False
 #: With ``--no-sandbox``: fork kernels from the worker instead of starting them.
 FORK_KERNELS = True
-#: Seconds one cell may run before it is interrupted, when neither
-#: ``--cell-timeout`` nor the course's ``Execute.timeout`` says otherwise for a
-#: task built by hand (the repository's course sets ``Execute.timeout = 60``).
+#: Seconds one cell of a sandbox started on its own (``verify_submission`` or
+#: ``sandbox_config_for`` called directly, no course) may run; the repository's
+#: course sets the same in its ``Execute.timeout``.
 CELL_TIMEOUT = 60
 #: nbgrader's own ``Execute.timeout`` default: what ``grade`` and ``check`` use
 #: for a course whose configuration sets none (as nbgrader would).
@@ -73,7 +72,7 @@ SANDBOX_LIMITS = {
     "output_per_notebook": 8 * MiB,
     "message_size": 64 * MiB,
     "cell_timeout": CELL_TIMEOUT,
-    "notebook_timeout": 1800,
+    "notebook_timeout": int(NOTEBOOK_TIMEOUT),
 }
 #: Limits that grading sets from its own timeouts (``--cell-timeout``,
 #: ``--notebook-timeout``), so ``--limit`` may not name them.

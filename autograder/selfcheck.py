@@ -25,7 +25,7 @@ from pathlib import Path
 import nbformat
 
 from . import REPO_ROOT, defaults
-from .course import list_assignments
+from .course import default_cell_timeout, list_assignments
 from .defaults import NOTEBOOK_TIMEOUT
 from .errors import AutograderError, NotebookNotRecognised, UsageError
 from .feedback import check_messages
@@ -33,7 +33,7 @@ from .grading.fastkernels import warm_up
 from .grading.outcomes import GradeResult
 from .grading.pool import Job, run_tasks
 from .grading.preflight import Settings, run_preflight
-from .grading.run import build_task, default_cell_timeout, grade_folders
+from .grading.run import build_task, grade_folders
 from .grading.template import TemplateInfo, prepare_template
 from .source import grade_cells
 

@@ -36,6 +36,7 @@ __all__ = [
     "DEFINITIONS",
     "IMPORTS",
     "REFERENCE_MODULE_PREFIX",
+    "called_definitions",
     "GradeCell",
     "GradedCell",
     "SourceNotebook",
@@ -46,6 +47,7 @@ __all__ = [
     "graded_cells",
     "load_source_notebook",
     "nbgrader_metadata",
+    "reference_calls",
     "reference_code",
     "reference_namespace",
     "source_notebook_path",
@@ -148,8 +150,33 @@ def _definitions(source: str, where: str) -> ast.Module:
     return tree
 
 
+def _uses(node: ast.AST) -> set[str]:
+    """Every plain name a definition's code mentions (what it may call)."""
+    return {n.id for n in ast.walk(node) if isinstance(n, ast.Name)}
+
+
+def called_definitions(
+    uses: dict[str, set[str]], names: Iterable[str], forbidden: set[str] = frozenset()
+) -> list[str]:
+    """``names`` and every definition they call, directly or through each other.
+
+    The one statement of "which exercise calls which": ``uses`` maps each
+    reference definition to the names its code mentions (in notebook order).
+    Nothing in ``forbidden`` is followed. Returned in notebook order.
+    """
+    wanted: set[str] = set()
+    todo = [n for n in names if n in uses and n not in forbidden]
+    while todo:
+        name = todo.pop()
+        if name in wanted:
+            continue
+        wanted.add(name)
+        todo += [u for u in uses[name] if u in uses and u not in forbidden | wanted]
+    return [name for name in uses if name in wanted]
+
+
 @cache
-def _load(path: str) -> dict:
+def _load(path: str) -> tuple[dict, dict[str, set[str]]]:
     # Plain JSON, not nbformat: this runs inside every graded kernel, and importing
     # nbformat (schema validation machinery) costs over a second there.
     with open(path, encoding="utf-8") as handle:
@@ -158,15 +185,18 @@ def _load(path: str) -> dict:
     # Modules shipped beside the notebook (e.g. frozen helpers) must be importable,
     # as they are in the student's folder.
     folder = str(Path(path).parent)
+    uses: dict[str, set[str]] = {}
     sys.path.insert(0, folder)
     try:
-        _execute_definitions(notebook, namespace, path)
+        _execute_definitions(notebook, namespace, path, uses)
     finally:
         sys.path.remove(folder)
-    return namespace
+    return namespace, uses
 
 
-def _execute_definitions(notebook, namespace: dict, path: str) -> None:
+def _execute_definitions(
+    notebook, namespace: dict, path: str, uses: dict[str, set[str]]
+) -> None:
     for index, cell in enumerate(notebook["cells"]):
         if cell["cell_type"] != "code":
             continue
@@ -180,7 +210,12 @@ def _execute_definitions(notebook, namespace: dict, path: str) -> None:
         source = cell["source"]
         if isinstance(source, list):
             source = "".join(source)
-        code = compile(_definitions(source, where), where, "exec")
+        tree = _definitions(source, where)
+        if is_solution:
+            for node in tree.body:
+                if isinstance(node, DEFINITIONS):
+                    uses[node.name] = _uses(node)
+        code = compile(tree, where, "exec")
         try:
             exec(code, namespace)  # noqa: S102 - our own source notebook
         except Exception as exc:  # noqa: BLE001 - name the cell that failed
@@ -203,7 +238,17 @@ def reference_namespace(assignment: str, *, root: Path | None = None) -> dict:
         the names imported by setup cells). Functions look up each other in a
         shared private namespace, so patching the returned dict changes nothing.
     """
-    return dict(_load(str(source_notebook_path(assignment, root=root))))
+    return dict(_load(str(source_notebook_path(assignment, root=root)))[0])
+
+
+def reference_calls(name: str, assignment: str, *, root: Path | None = None) -> list:
+    """The reference definitions ``name``'s reference calls (not ``name`` itself).
+
+    What a hidden test patches in, so that a bug in an earlier exercise costs
+    only that exercise's points; in notebook order.
+    """
+    uses = _load(str(source_notebook_path(assignment, root=root)))[1]
+    return [n for n in called_definitions(uses, [name]) if n != name]
 
 
 # --- what grading reads of a source notebook -----------------------------------
@@ -378,8 +423,7 @@ def load_source_notebook(path: Path) -> SourceNotebook:
                 if isinstance(node, keep):
                     prelude.append(ast.unparse(node))
                 elif not is_setup and isinstance(node, DEFINITIONS):
-                    names = {n.id for n in ast.walk(node) if isinstance(n, ast.Name)}
-                    defs[node.name] = (ast.unparse(node), names)
+                    defs[node.name] = (ast.unparse(node), _uses(node))
     return SourceNotebook(
         cells,
         max_points,
@@ -412,16 +456,8 @@ def reference_code(
     Nothing in ``forbidden`` (the function being graded and later ones) is
     included, even when a wanted function calls it.
     """
-    wanted: set[str] = set()
-    todo = [n for n in names if n in source.defs and n not in forbidden]
-    while todo:
-        name = todo.pop()
-        if name in wanted:
-            continue
-        wanted.add(name)
-        for used in source.defs[name][1]:
-            if used in source.defs and used not in forbidden and used not in wanted:
-                todo.append(used)
+    uses = {name: used for name, (_, used) in source.defs.items()}
+    wanted = set(called_definitions(uses, names, forbidden))
     parts = [source.prelude]
     parts += [src for name, (src, _) in source.defs.items() if name in wanted]
     return "\n\n".join(parts)

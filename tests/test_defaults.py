@@ -22,7 +22,7 @@ def test_sandbox_limits_default_to_the_one_table():
 def test_a_task_built_by_hand_is_graded_like_the_command_grades():
     task = GradeTask(assignment="a", student="s", submission_dir=".", course_root=".")
     assert task.sandbox is defaults.SANDBOX
-    assert task.cell_timeout == defaults.CELL_TIMEOUT
+    assert task.cell_timeout is None  # the course's Execute.timeout, as grade
     assert task.notebook_timeout == defaults.NOTEBOOK_TIMEOUT
     args = build_parser().parse_args(["grade"])
     assert args.sandbox is defaults.SANDBOX

@@ -33,7 +33,7 @@ from functools import partial
 from pathlib import Path
 
 from .. import REPO_ROOT, defaults
-from ..course import course_config
+from ..course import default_cell_timeout
 from ..defaults import TEMPLATE_TIMEOUT
 from ..errors import AutograderError, PreflightFailed, UsageError
 from .discover import discover_submissions
@@ -48,7 +48,6 @@ from .template import TemplateInfo, prepare_template
 
 __all__ = [
     "GradeRun",
-    "default_cell_timeout",
     "default_workers",
     "grade_course",
     "grade_folders",
@@ -126,13 +125,6 @@ def _progress_bar(total: int, enabled: bool):
 def default_workers() -> int:
     """Submissions graded at once (:func:`autograder.defaults.workers`)."""
     return defaults.workers()
-
-
-def default_cell_timeout(course_root: Path) -> int | None:
-    """``Execute.timeout`` from the course configuration, else nbgrader's own
-    default (:data:`autograder.defaults.NBGRADER_CELL_TIMEOUT`)."""
-    config = course_config(course_root)
-    return config.Execute.get("timeout", defaults.NBGRADER_CELL_TIMEOUT)
 
 
 def grade_course(

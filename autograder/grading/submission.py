@@ -24,6 +24,7 @@ scores zero.
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 import time
 import warnings
@@ -35,7 +36,7 @@ from pathlib import Path
 import nbformat
 
 from .. import defaults
-from ..course import course_config
+from ..course import course_config, default_cell_timeout
 from . import progress
 from .environ import scoped_environ
 from .inspection import Inspection, inspect_submission
@@ -88,7 +89,7 @@ class GradeTask:
     student: str
     submission_dir: Path
     course_root: Path
-    cell_timeout: int | None = defaults.CELL_TIMEOUT
+    cell_timeout: int | None = None
     notebook_timeout: float = defaults.NOTEBOOK_TIMEOUT
     template_dir: Path | None = None
     fork_kernels: bool = defaults.FORK_KERNELS
@@ -419,6 +420,10 @@ def grade_submission(task: GradeTask, scratch_dir: Path) -> GradeResult:
     """
     started = time.monotonic()
     progress.reset()
+    if task.cell_timeout is None:  # the course's limit, as stock nbgrader's
+        task = dataclasses.replace(
+            task, cell_timeout=default_cell_timeout(task.course_root)
+        )
     scratch = Path(scratch_dir)
     scratch.mkdir(parents=True, exist_ok=True)
     template = task.template_dir or prepare_template(

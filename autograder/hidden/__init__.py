@@ -26,7 +26,7 @@ import numpy as np
 from dlcourse.checks import CheckFailure, check, patched_globals
 from dlcourse.gradcheck import rel_error
 
-from ..source import reference_namespace
+from ..source import reference_calls, reference_namespace
 
 __all__ = [
     "HiddenTestFailure",
@@ -76,6 +76,20 @@ class Grader:
         """The reference implementations (a fresh copy each time)."""
         return reference_namespace(self.assignment)
 
+    def calls(self, name: str) -> list[str]:
+        """The earlier exercises ``name``'s reference calls (read from the source)."""
+        return reference_calls(name, self.assignment)
+
+    def patched(self, namespace: dict, name: str, reference: Mapping | None = None):
+        """Run the block with correct versions of what ``name`` calls in ``namespace``.
+
+        So a bug in an earlier exercise costs only that exercise's points.
+        """
+        reference = self.reference if reference is None else reference
+        return patched_globals(
+            namespace, **{dep: reference[dep] for dep in self.calls(name)}
+        )
+
     def test(self, name: str):
         """Register the hidden test of the graded function ``name``."""
 
@@ -109,7 +123,6 @@ class Grader:
         inputs: Iterable[tuple[tuple, dict]],
         *,
         arg_names: Sequence[str] = (),
-        patch: Sequence[str] = (),
         output_name: str = "output",
         rtol: float = 1e-6,
         atol: float = 1e-9,
@@ -117,25 +130,25 @@ class Grader:
     ) -> None:
         """Compare the student's ``name`` with the reference on each input.
 
+        The earlier exercises ``name`` calls are correct versions meanwhile
+        (:meth:`patched`).
+
         Args:
             namespace: the notebook's ``globals()``.
             reference: the reference namespace.
             name: graded function to test.
             inputs: ``(args, kwargs)`` pairs.
             arg_names: argument names for messages.
-            patch: names of earlier exercises to replace with correct versions
-                while the student's function runs.
             output_name: how to call the output in messages.
             rtol, atol: comparison tolerances.
             m_of: gives the number of examples from the args, for hints.
         """
         student = namespace[name]
-        replacements = {dep: reference[dep] for dep in patch}
         for args, kwargs in inputs:
             expected = reference[name](*copy.deepcopy(args), **copy.deepcopy(kwargs))
             where = describe_inputs(args, arg_names)
             try:
-                with patched_globals(namespace, **replacements):
+                with self.patched(namespace, name, reference):
                     check(
                         student,
                         args,

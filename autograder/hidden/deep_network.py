@@ -32,7 +32,6 @@ from collections.abc import Callable, Iterator, Mapping
 
 import numpy as np
 
-from dlcourse.checks import patched_globals
 from dlcourse.gradcheck import numerical_gradient
 
 from . import Grader, HiddenTestFailure
@@ -171,7 +170,6 @@ def _linear_activation_forward(namespace, reference):
         "linear_activation_forward",
         inputs,
         arg_names=_LAYER_ARGS,
-        patch=["linear_forward"],
         output_name="(A, cache)",
     )
 
@@ -188,7 +186,6 @@ def _L_model_forward(namespace, reference):
         "L_model_forward",
         inputs,
         arg_names=("X", "parameters"),
-        patch=["linear_forward", "linear_activation_forward"],
         output_name="(AL, caches)",
     )
 
@@ -337,11 +334,10 @@ def _linear_activation_backward(namespace, reference):
         "linear_activation_backward",
         inputs,
         arg_names=_LAYER_BACKWARD_ARGS,
-        patch=["linear_backward"],
         output_name="(dA_prev, dW, db)",
         m_of=lambda args: args[0].shape[1],
     )
-    with patched_globals(namespace, linear_backward=reference["linear_backward"]):
+    with GRADER.patched(namespace, "linear_activation_backward", reference):
         _assert_gradients(
             layer_backward_gradients(namespace["linear_activation_backward"])
         )
@@ -354,18 +350,16 @@ def _L_model_backward(namespace, reference):
         X, Y, parameters = _network(reference, layer_dims, m, seed)
         AL, caches = reference["L_model_forward"](X, parameters)
         inputs.append(((AL, Y, caches), {}))
-    patch = ["linear_backward", "linear_activation_backward"]
     GRADER.compare(
         namespace,
         reference,
         "L_model_backward",
         inputs,
         arg_names=_MODEL_BACKWARD_ARGS,
-        patch=patch,
         output_name="grads",
         m_of=lambda args: args[0].shape[1],
     )
-    with patched_globals(namespace, **{name: reference[name] for name in patch}):
+    with GRADER.patched(namespace, "L_model_backward", reference):
         _assert_gradients(
             model_backward_gradients(namespace["L_model_backward"], reference)
         )

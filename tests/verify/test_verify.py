@@ -26,7 +26,14 @@ from autograder import REPO_ROOT
 from autograder.sandbox.availability import sandbox_status
 from autograder.sandbox.config import SandboxConfig
 from autograder.sandbox.files import runner as protocol
-from autograder.source import graded_cells, load_source_notebook, reference_code
+from autograder.source import (
+    called_definitions,
+    course_root,
+    graded_cells,
+    load_source_notebook,
+    reference_calls,
+    reference_code,
+)
 from autograder.verify.reconcile import reconcile
 from autograder.verify.seeds import choose_run_seed, fresh_inputs, reference_failures
 from autograder.verify.submission import _student_cells, verify_submission
@@ -197,6 +204,28 @@ def test_the_runner_gets_reference_code_only_of_earlier_functions():
     assert "def sum_of_squares" not in code and "def mean" not in code
     # Never the function being graded, even if a test asked to patch it.
     assert "def " not in reference_code(source, ["sum_of_squares"], {"sum_of_squares"})
+
+
+def test_what_calls_what_follows_calls_through_each_other_in_notebook_order():
+    uses = {"a": set(), "b": {"a", "x"}, "c": {"b", "np"}, "d": {"c", "d"}}
+    assert called_definitions(uses, ["d"]) == ["a", "b", "c", "d"]
+    assert called_definitions(uses, ["c"]) == ["a", "b", "c"]
+    assert called_definitions(uses, ["d"], forbidden={"b"}) == ["c", "d"]
+    assert called_definitions(uses, ["x"]) == []
+
+
+def test_hidden_tests_patch_in_what_the_reference_calls():
+    with course_root(FIXTURE_COURSE):
+        assert reference_calls("sum_of_squares", "mini") == ["square"]
+        assert reference_calls("square", "mini") == []
+    # Through a function in between: 01's model reaches sigmoid via optimize.
+    assert reference_calls("model", "01_logistic_regression") == [
+        "sigmoid",
+        "initialize_with_zeros",
+        "propagate",
+        "optimize",
+        "predict",
+    ]
 
 
 def test_locked_cells_come_from_the_source_and_extra_cells_only_define():

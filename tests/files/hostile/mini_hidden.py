@@ -60,6 +60,5 @@ def _sum_of_squares(namespace, reference):
         "sum_of_squares",
         inputs,
         arg_names=("X",),
-        patch=("square",),
         output_name="sums",
     )
