@@ -7,7 +7,8 @@ mistake, alternating), then grades it twice with the same number of workers:
 - the local pool (:func:`autograder.grading.pool.run_tasks`, forked processes);
 - a ``LocalCluster`` of single-threaded worker processes through
   :func:`autograder.grading.cluster.grade_on_cluster` (packing, intake on the
-  client, a fresh interpreter per submission on the worker, incremental merges).
+  client, a fresh fork of the worker's warm zygote per submission, incremental
+  merges).
 
 and prints submissions per second for both and their ratio, each worker's RSS
 (psutil) at the start and the end, and the scheduler's overhead per task (the

@@ -13,11 +13,13 @@ task carries bytes:
   ``autograder`` package).
 
 A worker unpacks them into its own scratch, builds a :class:`GradeTask` pointing
-there and grades it in a fresh interpreter (``python -m
-autograder.grading.cluster SCRATCH``), which runs it through the same
-:func:`autograder.grading.pool.run_tasks` as the local pool: a forked process with the
-notebook's wall-clock limit, killed with its kernels when over. Nothing of one
-student's grading lives on in the long-lived worker process. The worker returns
+there and grades it in a fresh process forked by the worker's zygote
+(:mod:`autograder.grading.zygote`: an interpreter that imported the grading path
+once and never grades), which runs it through the same
+:func:`autograder.grading.pool.run_tasks` as the local pool: a forked process
+with the notebook's wall-clock limit, killed with its kernels when over. Nothing
+of one student's grading lives on in the long-lived worker process or the
+zygote. The worker returns
 data (outcome, reason, scores, cells, flags, notes, timing, the autograded
 notebooks' bytes, its address), and the client rebuilds
 :class:`~autograder.grading.ledger.RecordedResult` objects under its run
@@ -39,7 +41,6 @@ import os
 import pickle
 import shutil
 import signal
-import subprocess
 import sys
 import tarfile
 import tempfile
@@ -52,6 +53,7 @@ from pathlib import Path
 from .intake import Refusal, take_in
 from .ledger import Ledger, RecordedResult, recorded, submission_digest
 from .outcomes import ERROR, KERNEL_DIED, REFUSED, CellReport, Flags
+from .zygote import Zygote, ZygoteLost
 
 __all__ = [
     "ClusterRun",
@@ -70,6 +72,19 @@ __all__ = [
 TEST_KILL_ENV = "AUTOGRADER_TEST_KILL_WORKER_FOR"
 #: Seconds a worker waits for its grading process beyond the notebook limit.
 CHILD_GRACE = 120.0
+
+#: What a worker's zygote imports once: the grading path, nbgrader and what the
+#: hidden tests use, so that a submission's process starts warm.
+ZYGOTE_PRELOAD = (
+    "numpy",
+    "autograder.grading.run",
+    "autograder.grading.submission",
+    "autograder.verify.submission",
+    "autograder.sandbox.kernel",
+    "nbgrader.apps.autogradeapp",
+)
+#: One zygote per worker process, started by its first task.
+_ZYGOTE = Zygote(f"{__name__}:_child", ZYGOTE_PRELOAD)
 
 _SETTINGS = (
     "cell_timeout",
@@ -165,13 +180,6 @@ def _cached_bundle(scratch: Path, bundle: bytes) -> Path:
     return done
 
 
-def _kill_group(proc: subprocess.Popen) -> None:
-    with contextlib.suppress(OSError):
-        os.killpg(proc.pid, signal.SIGKILL)
-    with contextlib.suppress(OSError):
-        proc.kill()
-
-
 def grade_packed(spec: dict, bundle: bytes, submission: bytes) -> dict:
     """Grade one packed submission on this worker; return the result as data.
 
@@ -215,28 +223,18 @@ def grade_packed(spec: dict, bundle: bytes, submission: bytes) -> dict:
         job = scratch / "job.pkl"
         job.write_bytes(pickle.dumps((task, spec["n_notebooks"])))
         limit = task.notebook_timeout * max(1, spec["n_notebooks"]) + CHILD_GRACE
-        with open(scratch / "child.log", "wb") as log:
-            proc = subprocess.Popen(
-                [sys.executable, "-m", __name__, str(scratch), str(os.getpid())],
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                start_new_session=True,
-            )
-            try:
-                proc.wait(limit)
-            except subprocess.TimeoutExpired:
-                _kill_group(proc)
-                proc.wait()
-            finally:
-                _kill_group(proc)  # nothing of this student outlives the task
+        try:
+            code = _ZYGOTE.run(scratch, limit)
+        except ZygoteLost as exc:
+            code = f"none: {exc}"
         out = scratch / "result.pkl"
         if not out.is_file():
-            tail = (scratch / "child.log").read_text(errors="replace").splitlines()
+            log = scratch / "child.log"
+            tail = log.read_text(errors="replace").splitlines() if log.is_file() else []
             return {
                 "outcome": ERROR,
                 "reason": f"the grading process on {address} died (exit code "
-                f"{proc.returncode}): " + " | ".join(tail[-3:]),
+                f"{code}): " + " | ".join(tail[-3:]),
                 "worker": address,
             }
         data = pickle.loads(out.read_bytes())
@@ -268,14 +266,14 @@ def _result_data(result) -> dict:
     return data
 
 
-def _child(scratch: Path, parent: int) -> None:
-    """The fresh interpreter of one submission: grade it as the local pool
-    does (a forked process with the notebook limit), write the result."""
+def _child(scratch: Path) -> None:
+    """The fresh process of one submission (forked by the worker's zygote):
+    grade it as the local pool does (a forked process with the notebook limit),
+    write the result."""
     from .fastkernels import warm_up
-    from .pool import die_with_parent, run_tasks
+    from .pool import run_tasks
     from .run import grade_job
 
-    die_with_parent(parent)
     task, n_notebooks = pickle.loads((scratch / "job.pkl").read_bytes())
     if task.fork_kernels and not task.sandbox:
         warm_up()
@@ -634,7 +632,3 @@ def summary_by_worker(run: ClusterRun) -> str:
     return "graded on: " + ", ".join(
         f"{where} {n}" for where, n in sorted(run.workers().items())
     )
-
-
-if __name__ == "__main__":
-    _child(Path(sys.argv[1]), int(sys.argv[2]))
