@@ -122,6 +122,7 @@ def main(argv=None) -> int:
         done = pool.run_tasks(jobs, args.workers)
         figures["local pool"] = time.perf_counter() - started
         scores["local pool"] = {t.student: done[i].score for i, t in tasks}
+        inside = {"local pool": [r.duration for r in done.values()]}
 
         course = build_class(base / "dask", args.submissions)
         tasks = make_tasks(course, template, args.sandbox)
@@ -151,11 +152,18 @@ def main(argv=None) -> int:
             figures["dask LocalCluster"] = time.perf_counter() - started
             rss_end = worker_rss(client)
         scores["dask LocalCluster"] = {r.student: r.score for r in run.results.values()}
+        inside["dask LocalCluster"] = [r.duration for r in run.results.values()]
 
     n = args.submissions
     print(f"{n} submissions, {args.workers} workers, sandbox={args.sandbox}")
     for name, seconds in figures.items():
         print(f"  {name:18s} {seconds:8.1f} s  {n / seconds:6.2f} submissions/s")
+    busy = {k: sum(v) / max(1, len(v)) for k, v in inside.items()}
+    print(
+        "  mean seconds inside grade_submission: "
+        + ", ".join(f"{k} {v:.2f}" for k, v in busy.items())
+        + " (the rest of a submission's share of the wall time is overhead)"
+    )
     ratio = figures["local pool"] / figures["dask LocalCluster"]
     print(f"  dask / local throughput: {ratio:.2f}")
     print(f"  scheduler overhead per no-op task: {overhead * 1000:.2f} ms")

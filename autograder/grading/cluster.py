@@ -73,15 +73,15 @@ TEST_KILL_ENV = "AUTOGRADER_TEST_KILL_WORKER_FOR"
 #: Seconds a worker waits for its grading process beyond the notebook limit.
 CHILD_GRACE = 120.0
 
-#: What a worker's zygote imports once: the grading path, nbgrader and what the
-#: hidden tests use, so that a submission's process starts warm.
+#: What a worker's zygote does once: what the local pool's parent does before
+#: it forks (:func:`~autograder.grading.fastkernels.warm_up`), and the grading
+#: path's own modules.
 ZYGOTE_PRELOAD = (
-    "numpy",
+    "autograder.grading.fastkernels:warm_up",
     "autograder.grading.run",
     "autograder.grading.submission",
     "autograder.verify.submission",
     "autograder.sandbox.kernel",
-    "nbgrader.apps.autogradeapp",
 )
 #: One zygote per worker process, started by its first task.
 _ZYGOTE = Zygote(f"{__name__}:_child", ZYGOTE_PRELOAD)
@@ -243,6 +243,11 @@ def grade_packed(spec: dict, bundle: bytes, submission: bytes) -> dict:
         return data
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _start_zygote() -> None:
+    """Start this worker's zygote now (``client.run``), not with its first task."""
+    _ZYGOTE.start()
 
 
 def _result_data(result) -> dict:
@@ -437,11 +442,16 @@ def grade_on_cluster(
         ),
         on_result,
     )
+    # Each worker's zygote imports the grading path while the client takes in.
+    with contextlib.suppress(Exception):
+        client.run(_start_zygote)
     grading.send_bundles(templates)
     for index, task in tasks:
-        grading.take_in(
+        # Sent as soon as taken in: the workers grade while the client packs.
+        if grading.take_in(
             index, task, keys.get(task.assignment) if keys else None, resume
-        )
+        ):
+            grading.submit(index)
     try:
         grading.run(len(tasks), progress)
     finally:
@@ -477,8 +487,11 @@ class _ClusterGrading:
                 pure=False,
             )
 
-    def take_in(self, index: int, task, key: str | None, resume: bool) -> None:
-        """Intake on the client; a refusal or a recorded result never leaves."""
+    def take_in(self, index: int, task, key: str | None, resume: bool) -> bool:
+        """Intake on the client; a refusal or a recorded result never leaves.
+
+        Returns whether the submission is ready to be sent to the cluster.
+        """
         from .template import TemplateInfo
 
         results = self.run_record.results
@@ -488,19 +501,19 @@ class _ClusterGrading:
         except Refusal as refusal:
             results[index] = _zero(task, REFUSED, str(refusal), worker="client")
             self.ledger.add(results[index])
-            return
+            return False
         except OSError as exc:
             results[index] = _zero(
                 task, ERROR, f"could not copy the submission: {exc}", worker="client"
             )
-            return
+            return False
         digest = submission_digest(copy)
         if resume and key is not None:
             old = recorded(self.course_root, task.student, task.assignment, digest, key)
             if old is not None:
                 results[index] = _record_from(task, old)
                 self.run_record.skipped.add(index)
-                return
+                return False
         spec = {
             "index": index,
             "assignment": task.assignment,
@@ -511,6 +524,7 @@ class _ClusterGrading:
         bundle = self.bundles[task.assignment]
         self.payloads[index] = (spec, bundle, pack_tree({".": copy}))
         self.by_task[index] = (task, digest, key)
+        return True
 
     def finish(self, index: int, data: dict) -> None:
         task, digest, key = self.by_task[index]
@@ -565,7 +579,7 @@ class _ClusterGrading:
         )
         suspects: dict[int, int] = {}
         with self.bar:
-            for future in as_completed([self.submit(i) for i in self.payloads]):
+            for future in as_completed(list(self.futures)):
                 index = self.futures.pop(future)
                 try:
                     data = future.result()

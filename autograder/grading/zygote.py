@@ -116,8 +116,11 @@ def serve(parent: int, target: str, preload: Sequence[str]) -> None:
     ``ps``.
     """
     del parent
-    for module in preload:
-        importlib.import_module(module)
+    for name in preload:  # a module, or "module:function" to call once
+        if ":" in name:
+            _resolve(name)()
+        else:
+            importlib.import_module(name)
     function = _resolve(target)
     me = os.getpid()
     children: dict[int, Path] = {}
@@ -156,7 +159,8 @@ class Zygote:
 
     Args:
         target: ``"module:function"`` each child runs with its scratch folder.
-        preload: modules the zygote imports once, before it forks.
+        preload: what the zygote does once, before it forks: modules to
+            import, and ``"module:function"`` entries to call.
 
     Thread-safe: a Dask worker grades on several threads at once.
     """
@@ -182,6 +186,11 @@ class Zygote:
                 start_new_session=True,
             )
         return self._proc
+
+    def start(self) -> None:
+        """Start the zygote if it is not running (else it starts on first use)."""
+        with self._lock:
+            self._ensure()
 
     def run(self, scratch: Path, limit: float) -> int | None:
         """Grade in a fresh child; its exit code, or None when over ``limit`` s.
