@@ -77,13 +77,23 @@ def make_tasks(course: Path, template: Path, sandbox: bool) -> list:
     ]
 
 
-def worker_rss(client) -> dict[str, float]:
-    def rss() -> float:
+def worker_rss(client) -> dict[str, tuple[float, float | None]]:
+    """Each worker's RSS and its zygote's (None before it started), MiB."""
+
+    def rss() -> tuple[float, float | None]:
         import psutil
 
-        return psutil.Process().memory_info().rss / 2**20
+        from autograder.grading import cluster
 
-    return {k: round(v, 1) for k, v in client.run(rss).items()}
+        zygote = cluster._ZYGOTE._proc
+        running = zygote is not None and zygote.poll() is None
+        of_zygote = psutil.Process(zygote.pid).memory_info().rss if running else None
+        return (
+            round(psutil.Process().memory_info().rss / 2**20, 1),
+            None if of_zygote is None else round(of_zygote / 2**20, 1),
+        )
+
+    return client.run(rss)
 
 
 def noop_overhead(client, n: int = 200) -> float:
@@ -103,6 +113,7 @@ def main(argv=None) -> int:
 
     from distributed import Client, LocalCluster
 
+    from autograder.grading import cluster as cluster_module
     from autograder.grading import fastkernels, pool, run
     from autograder.grading import template as templates
     from autograder.grading.cluster import grade_on_cluster, summary_by_worker
@@ -137,6 +148,8 @@ def main(argv=None) -> int:
             Client(cluster) as client,
         ):
             client.wait_for_workers(args.workers)
+            # Warm, as the local pool's parent is before its timing starts.
+            client.run(cluster_module._start_zygote, warm=True)
             rss_start = worker_rss(client)
             overhead = noop_overhead(client)
             started = time.perf_counter()
@@ -169,9 +182,10 @@ def main(argv=None) -> int:
     print(f"  scheduler overhead per no-op task: {overhead * 1000:.2f} ms")
     print(f"  gradebook merges: {run.merges}; {summary_by_worker(run)}")
     for address in sorted(rss_start):
+        (w0, z0), (w1, z1) = rss_start[address], rss_end.get(address, (None, None))
         print(
-            f"  worker {address}: RSS {rss_start[address]:.0f} MiB at start, "
-            f"{rss_end.get(address, float('nan')):.0f} MiB at end"
+            f"  worker {address}: RSS {w0:.0f} MiB at start, {w1:.0f} MiB at end; "
+            f"its zygote {z0 or 0:.0f} MiB at start, {z1 or 0:.0f} MiB at end"
         )
     if scores["local pool"] != scores["dask LocalCluster"]:
         print("MISMATCH: the two runs scored differently", file=sys.stderr)

@@ -245,9 +245,10 @@ def grade_packed(spec: dict, bundle: bytes, submission: bytes) -> dict:
         shutil.rmtree(scratch, ignore_errors=True)
 
 
-def _start_zygote() -> None:
-    """Start this worker's zygote now (``client.run``), not with its first task."""
-    _ZYGOTE.start()
+def _start_zygote(warm: bool = False) -> None:
+    """Start this worker's zygote now (``client.run``), not with its first task;
+    with ``warm``, return when it is warm."""
+    _ZYGOTE.start(wait=warm)
 
 
 def _result_data(result) -> dict:

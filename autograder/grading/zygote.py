@@ -13,7 +13,8 @@ grading can reach another's.
 
 Protocol (files, as the rest of a task's exchange): the client writes one line
 per submission on the zygote's stdin, the absolute path of its scratch folder.
-The zygote forks; the child runs ``target(scratch)`` with stdout and stderr in
+The zygote says ``ready`` on its stdout once it has preloaded, then forks for
+each line; the child runs ``target(scratch)`` with stdout and stderr in
 ``<scratch>/child.log``. The zygote writes the child's pid to ``<scratch>/pid``
 at once and its exit code to ``<scratch>/exit`` when it ends (both atomically).
 The zygote stops when its stdin closes, which happens however the process that
@@ -123,6 +124,7 @@ def serve(parent: int, target: str, preload: Sequence[str]) -> None:
             importlib.import_module(name)
     function = _resolve(target)
     me = os.getpid()
+    os.write(sys.stdout.fileno(), b"ready\n")
     children: dict[int, Path] = {}
     pending = b""
     stdin = sys.stdin.fileno()
@@ -170,9 +172,11 @@ class Zygote:
         self.preload = tuple(preload)
         self._lock = threading.Lock()
         self._proc: subprocess.Popen | None = None
+        self._ready = False
 
     def _ensure(self) -> subprocess.Popen:
         if self._proc is None or self._proc.poll() is not None:
+            self._ready = False
             code = (
                 "import sys; from autograder.grading.zygote import serve; "
                 "serve(int(sys.argv[1]), sys.argv[2], sys.argv[3:])"
@@ -181,16 +185,22 @@ class Zygote:
                 [sys.executable, "-c", code, str(os.getpid()), self.target]
                 + list(self.preload),
                 stdin=subprocess.PIPE,
-                stdout=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
                 stderr=None,
                 start_new_session=True,
             )
         return self._proc
 
-    def start(self) -> None:
-        """Start the zygote if it is not running (else it starts on first use)."""
+    def start(self, wait: bool = False) -> None:
+        """Start the zygote if it is not running (else it starts on first use).
+
+        With ``wait``, return once it has done its preload and can fork.
+        """
         with self._lock:
-            self._ensure()
+            proc = self._ensure()
+            if wait and not self._ready:
+                assert proc.stdout is not None
+                self._ready = proc.stdout.readline() == b"ready\n"
 
     def run(self, scratch: Path, limit: float) -> int | None:
         """Grade in a fresh child; its exit code, or None when over ``limit`` s.
