@@ -161,6 +161,8 @@ def main(argv=None) -> int:
                 base / "dask-run",
                 progress=False,
                 merge_every=100,
+                # The local pool above runs no pre-flight either.
+                preflight=False,
             )
             figures["dask LocalCluster"] = time.perf_counter() - started
             rss_end = worker_rss(client)

@@ -411,6 +411,7 @@ def grade_on_cluster(
     merge_seconds: float = 30.0,
     progress: bool = True,
     on_result: Callable[[int, RecordedResult], None] | None = None,
+    preflight: bool = True,
 ) -> ClusterRun:
     """Grade ``tasks`` on the cluster behind ``client``; merge as they finish.
 
@@ -428,6 +429,12 @@ def grade_on_cluster(
         merge_every, merge_seconds: incremental merge cadence (:class:`Ledger`).
         progress: a tqdm bar (done/total, ETA) on stderr.
         on_result: called with each fresh result as it arrives.
+        preflight: first grade each assignment's reference and blank on every
+            worker (:meth:`_ClusterGrading.preflight`).
+
+    Raises:
+        PreflightFailed: a worker scores the reference or the blank wrongly;
+            nothing was graded.
     """
     started = time.monotonic()
     grading = _ClusterGrading(
@@ -447,13 +454,15 @@ def grade_on_cluster(
     with contextlib.suppress(Exception):
         client.run(_start_zygote)
     grading.send_bundles(templates)
-    for index, task in tasks:
-        # Sent as soon as taken in: the workers grade while the client packs.
-        if grading.take_in(
-            index, task, keys.get(task.assignment) if keys else None, resume
-        ):
-            grading.submit(index)
     try:
+        if preflight:
+            grading.preflight(templates, tasks)
+        for index, task in tasks:
+            # Sent as soon as taken in: the workers grade while the client packs.
+            if grading.take_in(
+                index, task, keys.get(task.assignment) if keys else None, resume
+            ):
+                grading.submit(index)
         grading.run(len(tasks), progress)
     finally:
         grading.close()
@@ -526,6 +535,87 @@ class _ClusterGrading:
         self.payloads[index] = (spec, bundle, pack_tree({".": copy}))
         self.by_task[index] = (task, digest, key)
         return True
+
+    def preflight(self, templates: Mapping[str, Path], tasks) -> None:
+        """Grade each assignment's reference and blank on every worker.
+
+        The client's pre-flight proved the course; this proves each worker's
+        environment (its packages, its sandbox) grades it the same: a worker
+        that scores the reference below full or the blank above zero would
+        hand out wrong grades, so nothing is graded. Workers that join later
+        are not checked.
+        """
+        import dataclasses
+
+        from ..errors import PreflightFailed
+        from .preflight import BLANK, REFERENCE, problems
+
+        workers = sorted(self.client.scheduler_info()["workers"])
+        pending: dict[tuple[str, str, str], tuple] = {}
+        for assignment, template in sorted(templates.items()):
+            like = next((t for _, t in tasks if t.assignment == assignment), None)
+            if like is None:
+                continue
+            for student, origin in (
+                (REFERENCE, self.course_root / "source" / assignment),
+                (BLANK, Path(template) / "release" / assignment),
+            ):
+                task = dataclasses.replace(like, student=student, submission_dir=origin)
+                spec = {
+                    "index": len(pending),
+                    "assignment": assignment,
+                    "student": student,
+                    "n_notebooks": len(list(origin.glob("*.ipynb"))),
+                    "settings": {name: getattr(task, name) for name in _SETTINGS},
+                }
+                packed = pack_tree({".": origin})
+                for address in workers:
+                    future = self.client.submit(
+                        grade_packed,
+                        spec,
+                        self.bundles[assignment],
+                        packed,
+                        workers=[address],
+                        allow_other_workers=False,
+                        pure=False,
+                        key=f"autograder-preflight-{self.token}-{uuid.uuid4().hex[:8]}",
+                    )
+                    pending[(address, assignment, student)] = (future, task)
+        found = []
+        for address in workers:
+            for assignment in sorted(templates):
+                if (address, assignment, REFERENCE) not in pending:
+                    continue
+                results = {}
+                for student in (REFERENCE, BLANK):
+                    future, task = pending[(address, assignment, student)]
+                    try:
+                        data = future.result()
+                    except Exception as exc:  # noqa: BLE001 - reported below
+                        data = _failed(exc)
+                    results[student] = self._preflight_result(task, data)
+                found += [
+                    f"worker {address}, {assignment}: {problem}"
+                    for problem in problems(results[REFERENCE], results[BLANK])
+                ]
+        if found:
+            raise PreflightFailed(
+                "pre-flight on the cluster's workers failed, so nothing was graded "
+                "(these workers would grade wrongly: give them the client's "
+                "environment, same packages and bubblewrap):\n  " + "\n  ".join(found)
+            )
+
+    def _preflight_result(self, task, data: dict) -> RecordedResult:
+        if "scores" not in data:
+            return _zero(task, data["outcome"], data["reason"])
+        return _rebuild(
+            task,
+            data,
+            self.run_dir / "preflight-workers",
+            uuid.uuid4().int % 10**6,
+            None,
+            None,
+        )
 
     def finish(self, index: int, data: dict) -> None:
         task, digest, key = self.by_task[index]

@@ -462,3 +462,51 @@ def test_the_cli_grades_on_a_scheduler_like_the_local_pool(cluster, tmp_path):
         }
     assert totals["dask"] == totals["local"]
     assert totals["dask"]["reference"][1] == 30
+
+
+def test_a_worker_that_cannot_sandbox_stops_the_run_before_any_grade(tmp_path):
+    """Where a site disables user namespaces, bubblewrap fails on that worker:
+    with ``--require-sandbox`` the workers' pre-flight names it and nothing is
+    graded or stored (exit code 7, as a failed pre-flight on one machine)."""
+    dist = _require_dask()
+    fake = tmp_path / "bin"
+    fake.mkdir()
+    bwrap = fake / "bwrap"
+    bwrap.write_text(
+        "#!/bin/sh\necho 'bwrap: setting up uid map: Permission denied' >&2\nexit 1\n"
+    )
+    bwrap.chmod(0o755)
+    env = _env()
+    running = Cluster(tmp_path, env)
+    try:
+        running.add_worker("no-userns", {"PATH": f"{fake}{os.pathsep}{env['PATH']}"})
+        with dist.Client(running.address, timeout=60) as client:
+            client.wait_for_workers(1, timeout=120)
+            (address,) = client.scheduler_info()["workers"]
+        course = _course(tmp_path / "course", CLASS)
+        shutil.copy(FIXTURE.parent.parent.parent / "nbgrader_config.py", course)
+        proc = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "autograder",
+                "grade",
+                "--no-progress",
+                "--require-sandbox",
+                "--scheduler",
+                running.address,
+            ],
+            cwd=course,
+            capture_output=True,
+            text=True,
+            timeout=900,
+        )
+    finally:
+        running.close()
+    said = proc.stdout + proc.stderr
+    assert proc.returncode == 7, said[-3000:]
+    assert "pre-flight on the cluster's workers failed" in said
+    assert f"worker {address}, {ASSIGNMENT}" in said
+    assert "cannot sandbox" in said and "Permission denied" in said
+    assert not (course / "grading_outcomes.json").exists()
+    assert not (course / "autograded").exists()
