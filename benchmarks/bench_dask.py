@@ -83,9 +83,9 @@ def worker_rss(client) -> dict[str, tuple[float, float | None]]:
     def rss() -> tuple[float, float | None]:
         import psutil
 
-        from autograder.grading import cluster
+        from autograder.grading import cluster_worker
 
-        zygote = cluster._ZYGOTE._proc
+        zygote = cluster_worker._ZYGOTE._proc
         running = zygote is not None and zygote.poll() is None
         of_zygote = psutil.Process(zygote.pid).memory_info().rss if running else None
         return (
@@ -113,10 +113,10 @@ def main(argv=None) -> int:
 
     from distributed import Client, LocalCluster
 
-    from autograder.grading import cluster as cluster_module
     from autograder.grading import fastkernels, pool, run
     from autograder.grading import template as templates
     from autograder.grading.cluster import grade_on_cluster, summary_by_worker
+    from autograder.grading.cluster_worker import start_zygote
 
     with tempfile.TemporaryDirectory(prefix="bench-dask-") as tmp:
         base = Path(tmp)
@@ -149,7 +149,7 @@ def main(argv=None) -> int:
         ):
             client.wait_for_workers(args.workers)
             # Warm, as the local pool's parent is before its timing starts.
-            client.run(cluster_module._start_zygote, warm=True)
+            client.run(start_zygote, warm=True)
             rss_start = worker_rss(client)
             overhead = noop_overhead(client)
             started = time.perf_counter()

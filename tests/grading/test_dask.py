@@ -31,7 +31,8 @@ from fixture_course import ASSIGNMENT, FIXTURE, NOTEBOOK, cell, mistake, source_
 
 from autograder.grading import discover, pool, run, submission
 from autograder.grading import template as templates
-from autograder.grading.cluster import TEST_KILL_ENV, grade_on_cluster
+from autograder.grading.cluster import grade_on_cluster
+from autograder.grading.cluster_worker import TEST_KILL_ENV
 from autograder.grading.ledger import outcome_records, settings_key
 from autograder.grading.preflight import Settings
 
@@ -436,7 +437,9 @@ def test_benchmark_smoke_runs_both_pools_and_agrees():
     assert done.returncode == 0, done.stdout + done.stderr
     assert "dask / local throughput" in done.stdout
     assert "scheduler overhead per no-op task" in done.stdout
-    assert done.stdout.count("MiB at start") == 2
+    # Each worker's memory, and its zygote's, at the start and the end.
+    assert done.stdout.count("its zygote") == 2
+    assert done.stdout.count("MiB at start") == 4
 
 
 def test_the_cli_grades_on_a_scheduler_like_the_local_pool(cluster, tmp_path):
