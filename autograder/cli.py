@@ -155,6 +155,7 @@ def _cmd_bench(args) -> None:
         course_root=_course(args),
         workers=args.workers,
         keep=args.keep,
+        profile=args.profile,
     )
 
 
@@ -407,6 +408,12 @@ def _add_bench(commands) -> None:
     )
     p.add_argument("--workers", type=int, metavar="N")
     p.add_argument("--keep", metavar="DIR", help="keep the two graded classes here")
+    p.add_argument(
+        "--profile",
+        action="store_true",
+        help="also print grade's time per phase, one submission against stock "
+        "nbgrader, and check of each assignment",
+    )
     p.set_defaults(run=_cmd_bench)
 
 

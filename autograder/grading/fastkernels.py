@@ -396,6 +396,9 @@ def _forking_classes():  # noqa: C901 - three classes, defined only when needed
         """Hand nbgrader a preforked kernel instead of exec'ing a new Python."""
 
         async def launch_kernel(self, cmd, **kwargs):
+            from . import progress
+
+            progress.mark(progress.KERNEL_LAUNCH)
             if not (_PREFORKED and _is_this_python_kernel(cmd)):
                 return await super().launch_kernel(cmd, **kwargs)
             env = dict(kwargs.get("env") or os.environ)

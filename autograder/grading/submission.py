@@ -201,12 +201,20 @@ def _usage() -> dict[str, float]:
 
 def _verified_scores(task: GradeTask, limits, scratch: Path, submission, autograded):
     """Run the verified scoring of the assignment's notebook (see ``verify``)."""
-    from ..sandbox.config import SandboxConfig
-    from ..verify.submission import verify_submission
-
     name = f"{task.assignment}.ipynb"
     workdir = autograded if autograded.is_dir() else scratch / "verify-empty"
     workdir.mkdir(parents=True, exist_ok=True)
+    progress.mark(progress.VERIFY_START)
+    try:
+        return _verify(task, limits, scratch, submission, name, workdir)
+    finally:
+        progress.mark(progress.VERIFY_END)
+
+
+def _verify(task: GradeTask, limits, scratch: Path, submission, name, workdir):
+    from ..sandbox.config import SandboxConfig
+    from ..verify.submission import verify_submission
+
     return verify_submission(
         Path(submission) / name,
         task.assignment,
@@ -352,6 +360,7 @@ def _run_nbgrader(task: GradeTask, config, scratch: Path) -> tuple[dict, str]:
             warnings.simplefilter("ignore")
             api = NbGraderAPI(coursedir=CourseDirectory(config=config), config=config)
             outcome = api.autograde(task.assignment, task.student)
+        progress.mark(progress.NOTEBOOK_DONE)
     finally:
         from .fastkernels import discard_preforked
 

@@ -80,6 +80,9 @@ class SandboxKernelManager(AsyncKernelManager):
         return argv, kw
 
     async def _async_launch_kernel(self, kernel_cmd, **kw):
+        from ..grading import progress
+
+        progress.mark(progress.KERNEL_LAUNCH)
         await super()._async_launch_kernel(kernel_cmd, **kw)
         deadline = time.monotonic() + self.sandbox_config.limits.notebook_timeout
         self.launch.started(self.provisioner.pid, deadline=deadline)
@@ -137,6 +140,13 @@ class SandboxExecute(_Execute):
         self._cell_bytes = 0
         self._notebook_bytes = 0
         self._cell_over = False
+
+    def on_cell_executed(self, **kwargs):
+        # nbgrader's Execute defines this hook as a method (it records errors).
+        from ..grading import progress
+
+        super().on_cell_executed(**kwargs)
+        progress.record_cell_done()
 
     @property
     def _limits(self) -> SandboxLimits:
