@@ -32,10 +32,10 @@ from .feedback import check_messages
 from .grading.fastkernels import warm_up
 from .grading.outcomes import GradeResult
 from .grading.pool import Job, run_tasks
-from .grading.preflight import Settings, run_preflight
+from .grading.preflight import Settings, cached_template, run_preflight
 from .grading.run import default_cell_timeout, grade_folders
 from .grading.submission import GradeTask
-from .grading.template import TemplateInfo, prepare_template
+from .grading.template import TemplateInfo
 
 __all__ = ["check_notebook", "identify_assignment"]
 
@@ -210,7 +210,7 @@ def check_notebook(
     if cell_timeout is None:
         cell_timeout = default_cell_timeout(course_root)
     limit = notebook_timeout or NOTEBOOK_TIMEOUT
-    warm_up()
+    warm_up(kernels=not sandbox)
     with tempfile.TemporaryDirectory(prefix="autograder-check-") as tmp:
         tmp = Path(tmp)
         # The intake wants <student>/<assignment>/ folders, as in submitted/.
@@ -224,7 +224,7 @@ def check_notebook(
             [
                 _job(
                     "template",
-                    prepare_template,
+                    cached_template,
                     (course_root, assignment, template),
                     tmp,
                 )

@@ -20,12 +20,15 @@ __all__ = [
     "record_progress",
     "reset",
     "timing",
+    "when",
     "where",
 ]
 
 #: (event, monotonic time) of the notebook being graded in this process: a
 #: cell's label when it starts, or one of the ``<...>`` marks below.
 _TIMELINE: list[tuple[str, float]] = []
+#: Callbacks waiting for a mark: ``{event: [callback, ...]}`` (see :func:`when`).
+_WAITING: dict[str, list] = {}
 #: Marks set by the steps of a task (see :func:`mark`).
 KERNEL_LAUNCH = "<kernel launch>"
 KERNEL_READY = "<kernel ready>"
@@ -52,6 +55,12 @@ PHASES = (
 def reset() -> None:
     """Forget the timeline of a previous notebook (a worker grades one task)."""
     _TIMELINE.clear()
+    _WAITING.clear()
+
+
+def when(event: str, callback) -> None:
+    """Call ``callback()`` the first time ``event`` is marked (once)."""
+    _WAITING.setdefault(event, []).append(callback)
 
 
 def record_progress(path: str, cell=None, cell_index=None, **_kw) -> None:
@@ -75,8 +84,11 @@ def record_cell_done(**_kw) -> None:
 
 
 def mark(event: str) -> None:
-    """Note that ``event`` (one of the ``<...>`` marks) happened now."""
+    """Note that ``event`` (one of the ``<...>`` marks) happened now, and call
+    what waited for it (:func:`when`)."""
     _TIMELINE.append((event, time.monotonic()))
+    for callback in _WAITING.pop(event, []):
+        callback()
 
 
 def _first(events, name: str) -> float | None:

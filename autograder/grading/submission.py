@@ -25,6 +25,7 @@ scores zero.
 from __future__ import annotations
 
 import shutil
+import threading
 import time
 import warnings
 from collections.abc import Iterable
@@ -227,6 +228,43 @@ def _verify(task: GradeTask, limits, scratch: Path, submission, name, workdir):
         workdir=workdir,
         run_seed=task.run_seed,
     )
+
+
+class _VerifiedRun:
+    """The verified run of one submission, beside the notebook's run.
+
+    :meth:`start` runs it in a thread (it mostly waits on the sandboxed runner,
+    as nbgrader mostly waits on the sandboxed kernel): two sandboxes of the
+    same submission at once, never sharing a process. :meth:`result` waits for
+    it, or runs it now if it was never started (nbgrader started no kernel).
+    """
+
+    def __init__(self, *args):
+        self._args = args
+        self._thread: threading.Thread | None = None
+        self._result = None
+        self._error: BaseException | None = None
+
+    def start(self) -> None:
+        if self._thread is None:
+            self._thread = threading.Thread(
+                target=self._run, name="verified-run", daemon=True
+            )
+            self._thread.start()
+
+    def _run(self) -> None:
+        try:
+            self._result = _verified_scores(*self._args)
+        except BaseException as exc:  # noqa: BLE001 - raised again in result()
+            self._error = exc
+
+    def result(self):
+        if self._thread is None:
+            return _verified_scores(*self._args)
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+        return self._result
 
 
 def _reconciled(scores: dict, verification) -> tuple[dict, dict, Flags]:
@@ -449,12 +487,14 @@ def grade_submission(task: GradeTask, scratch_dir: Path) -> GradeResult:
     graded = run.inspection.graded
     root = _build_scratch_course(task, template, scratch / "course", submission, graded)
     config, limits = _nbgrader_config(task, root, scratch, len(graded))
-    outcome, log = _run_nbgrader(task, config, scratch)
     autograded = root / "autograded" / task.student / task.assignment
-
-    verified = None
+    verified_run = None
     if task.sandbox and f"{task.assignment}.ipynb" in graded:
-        verified = _verified_scores(task, limits, scratch, submission, autograded)
+        verified_run = _VerifiedRun(task, limits, scratch, submission, autograded)
+        # nbgrader has filled the folder by the time it starts a kernel.
+        progress.when(progress.KERNEL_LAUNCH, verified_run.start)
+    outcome, log = _run_nbgrader(task, config, scratch)
+    verified = verified_run.result() if verified_run is not None else None
     broken = _environment_errors(verified, autograded, graded)
     if broken:
         return run.result(
