@@ -105,11 +105,10 @@ def preflight_key(
 
     package = course_package(sys.executable)
     available = sandbox_status(SandboxConfig())[0] if settings.sandbox else None
-    config = Path(course_root) / "nbgrader_config.py"
     material = {
         "source": _digest([Path(course_root) / "source" / assignment]),
         "release": _digest([Path(template) / "release" / assignment]),
-        "config": _digest([config]) if config.is_file() else None,
+        "config": _config_text(course_root),
         "autograder": _digest([Path(autograder.__file__).parent], _CODE_FILES),
         "dlcourse": _digest([Path(package)], _CODE_FILES) if package else None,
         "python": [sys.executable, sys.version],
@@ -121,6 +120,14 @@ def preflight_key(
     return hashlib.sha256(text.encode()).hexdigest()[:32]
 
 
+def _config_text(course_root: Path) -> str:
+    """The course's nbgrader configuration as loaded (its own file, or the
+    repository's, and whatever they load), as text."""
+    from ..course import course_config
+
+    return json.dumps(course_config(course_root), sort_keys=True, default=repr)
+
+
 def template_key(course_root: Path, assignment: str) -> str:
     """A digest of everything ``generate_assignment`` reads to make a template:
     the source folder, the course configuration, nbgrader and this package."""
@@ -128,10 +135,9 @@ def template_key(course_root: Path, assignment: str) -> str:
 
     import autograder
 
-    config = Path(course_root) / "nbgrader_config.py"
     material = {
         "source": _digest([Path(course_root) / "source" / assignment]),
-        "config": _digest([config]) if config.is_file() else None,
+        "config": _config_text(course_root),
         "autograder": _digest([Path(autograder.__file__).parent], _CODE_FILES),
         "nbgrader": [nbgrader.__version__, nbgrader.__file__],
         "python": [sys.executable, sys.version],

@@ -10,7 +10,9 @@
    (:mod:`.fastkernels`);
 4. **the verified run** (:mod:`autograder.verify`): every graded function
    judged outside the student's process, then set beside the notebook's own
-   run (:func:`autograder.verify.reconcile.reconcile`);
+   run (:func:`autograder.verify.reconcile.reconcile`). It starts, in its own
+   sandbox, as soon as nbgrader launches the notebook's kernel (the folder the
+   student's code sees is ready then) and runs beside the notebook;
 5. **the outcome** (:mod:`.outcomes`), with its reason.
 
 Per-cell limit: nbgrader interrupts a cell that runs longer than
