@@ -52,10 +52,18 @@ PHASES = (
 )
 
 
+#: Whether this process records marks: only while it grades a task (a worker),
+#: not in a long-lived process whose kernels merely use the sandbox classes.
+_RECORDING = False
+
+
 def reset() -> None:
-    """Forget the timeline of a previous notebook (a worker grades one task)."""
+    """Start the timeline of a task, forgetting a previous one (a worker grades
+    one task)."""
+    global _RECORDING
     _TIMELINE.clear()
     _WAITING.clear()
+    _RECORDING = True
 
 
 def when(event: str, callback) -> None:
@@ -86,7 +94,8 @@ def record_cell_done(**_kw) -> None:
 def mark(event: str) -> None:
     """Note that ``event`` (one of the ``<...>`` marks) happened now, and call
     what waited for it (:func:`when`)."""
-    _TIMELINE.append((event, time.monotonic()))
+    if _RECORDING:
+        _TIMELINE.append((event, time.monotonic()))
     for callback in _WAITING.pop(event, []):
         callback()
 
