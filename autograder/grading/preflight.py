@@ -122,10 +122,13 @@ def preflight_key(
 
 def _config_text(course_root: Path) -> str:
     """The course's nbgrader configuration as loaded (its own file, or the
-    repository's, and whatever they load), as text."""
+    repository's, and whatever they load), as text; without the course's own
+    folder, so that a copy of the course keeps its cached results."""
     from ..course import course_config
 
-    return json.dumps(course_config(course_root), sort_keys=True, default=repr)
+    config = course_config(course_root)
+    config.CourseDirectory.pop("root", None)
+    return json.dumps(config, sort_keys=True, default=repr)
 
 
 def template_key(course_root: Path, assignment: str) -> str:
