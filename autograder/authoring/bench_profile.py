@@ -46,6 +46,8 @@ RUN_ROWS = (
     ("pre-flight (cached or run)", "preflight"),
 )
 END_ROWS = (("merge + gradebook write + install", "merge"),)
+#: Width of the table's first column.
+LABEL = 50
 
 
 def _run_phases(stdout: str, wall: float) -> dict[str, float]:
@@ -173,7 +175,7 @@ def profile_check(
 
 def _row(label: str, *values: float | None) -> str:
     cells = ["" if v is None else f"{v:8.2f}" for v in values]
-    return f"  {label:<44}" + "".join(f"{c:>10}" for c in cells)
+    return f"  {label:<{LABEL}}" + "".join(f"{c:>10}" for c in cells)
 
 
 def log_profile(
@@ -190,7 +192,8 @@ def log_profile(
     one = single[0] if single else None
     log("")
     log("per-phase profile of the default path (grade: sandboxed, verified)")
-    log(f"  {'phase (seconds)':<44}{'class':>10}{'one':>10}")
+    first = one["assignment"][:2] if one else "-"
+    log(f"  {'phase (seconds)':<{LABEL}}{'class':>10}{'one (' + first + ')':>10}")
     for label, key in RUN_ROWS:
         log(_row(label, class_run[key], one["run"][key] if one else None))
     log(
@@ -202,10 +205,7 @@ def log_profile(
     )
     for label, key in END_ROWS:
         log(_row(label, class_run[key], one["run"][key] if one else None))
-    log(
-        _row("per submission (mean, s; in a worker)", None)
-        + f"{'class':>10}{'one':>10}"
-    )
+    log(f"  {'per submission (mean, s; in a worker)':<{LABEL}}{'class':>10}{'one':>10}")
     task_one = one["task"] if one else None
     for phase in PHASES:
         if phase == "kernel start":

@@ -120,3 +120,44 @@ def test_an_edited_source_makes_a_new_template(tmp_path, monkeypatch):
     notebook = next((course / "source" / ASSIGNMENT).glob("*.ipynb"))
     notebook.write_text(notebook.read_text() + "\n")
     assert template_key(course, ASSIGNMENT) != before
+
+
+def test_the_profile_prints_every_phase_and_the_three_ratios():
+    from autograder.authoring.bench_profile import log_profile
+
+    run = {"startup": 1.0, "templates": 0.1, "preflight": 2.0, "grading": 3.0}
+    run["merge"] = 0.2
+    task = dict.fromkeys(progress.PHASES, 0.25) | {"wall": 1.5}
+    lines = []
+    log_profile(
+        {
+            "sandbox_start_s": 0.05,
+            "notebooks": 2,
+            "stock_wall_s": 10.0,
+            "sandboxed_wall_s": 4.0,
+            "sandboxed_speedup": 2.5,
+        },
+        run,
+        task,
+        [
+            {
+                "assignment": "01_a",
+                "stock_s": 3.0,
+                "grade_s": 2.0,
+                "run": run,
+                "task": task,
+            }
+        ],
+        [{"assignment": "01_a", "check_s": 2.5, "first_s": 4.0, "score": "9/9"}],
+        log=lines.append,
+    )
+    text = "\n".join(lines)
+    for phase in progress.PHASES:
+        if phase != "kernel start":
+            assert f"  {phase} " in text
+    # The sandbox's start-up is taken out of the kernel's.
+    assert "kernel start (interpreter, ipykernel)" in text
+    assert any(line.split()[-2:] == ["0.20", "0.20"] for line in lines)
+    assert "2.50x stock (target >= 4x)" in text
+    assert "one submission 01_a: stock nbgrader 3.00 s, grade 2.00 s: 1.50x" in text
+    assert "check 01_a: 2.50 s (first run 4.00 s), 9/9" in text
