@@ -32,9 +32,9 @@ from .feedback import check_messages
 from .grading.fastkernels import warm_up
 from .grading.outcomes import GradeResult
 from .grading.pool import Job, run_tasks
-from .grading.preflight import Settings, run_preflight
+from .grading.preflight import Settings, cached_template, run_preflight
 from .grading.run import build_task, grade_folders
-from .grading.template import TemplateInfo, prepare_template
+from .grading.template import TemplateInfo
 from .source import grade_cells
 
 __all__ = ["check_notebook", "identify_assignment"]
@@ -205,7 +205,7 @@ def check_notebook(
     if cell_timeout is None:
         cell_timeout = default_cell_timeout(course_root)
     limit = notebook_timeout or NOTEBOOK_TIMEOUT
-    warm_up()
+    warm_up(kernels=not sandbox)
     with tempfile.TemporaryDirectory(prefix="autograder-check-") as tmp:
         tmp = Path(tmp)
         # The intake wants <student>/<assignment>/ folders, as in submitted/.
@@ -219,7 +219,7 @@ def check_notebook(
             [
                 _job(
                     "template",
-                    prepare_template,
+                    cached_template,
                     (course_root, assignment, template),
                     tmp,
                 )

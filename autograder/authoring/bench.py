@@ -127,6 +127,14 @@ def _scores(course: Path) -> dict:
     return found
 
 
+def _compare(a: dict, b: dict) -> tuple[bool, list]:
+    """Whether two runs' scores are identical (and not empty), and the keys
+    that differ."""
+    return a == b and len(a) > 0, sorted(
+        k for k in set(a) | set(b) if a.get(k) != b.get(k)
+    )
+
+
 def _where_time_goes(records: list[dict], phases: str) -> list[str]:
     timing = [r["timing"] for r in records if r.get("timing")]
     lines = [f"  grade phases: {phases}"]
@@ -159,10 +167,16 @@ def run_bench(
     course_root: Path = REPO_ROOT,
     workers: int | None = None,
     keep: Path | str | None = None,
+    profile: bool = False,
     log: Callable[[str], None] = print,
 ) -> dict:
-    """Grade one synthetic class twice (stock, then ``grade``); print and return
-    the figures."""
+    """Grade one synthetic class three times (stock, ``grade --no-sandbox``,
+    ``grade``); print and return the figures.
+
+    With ``profile``, also print where ``grade`` spends its time, phase by
+    phase, one late submission per assignment against stock nbgrader, and
+    ``check`` of each assignment (:mod:`.bench_profile`).
+    """
     course_root = Path(course_root).resolve()
     known = list_assignments(course_root)
     wanted = list(assignments) if assignments else known
@@ -202,15 +216,13 @@ def run_bench(
         log(f"grade --no-sandbox: --workers {workers} (trusted code, forked kernels)")
         ours_wall, ours_use, out = ours_run(ours, "--no-sandbox")
         log(f"grade (sandboxed, verified scores): --workers {workers} ...")
-        boxed_wall, boxed_use, _ = ours_run(boxed)
+        boxed_wall, boxed_use, boxed_out = ours_run(boxed)
         records = json.loads((ours / OUTCOMES_FILE).read_text())
         phases = re.search(r"^time: (.*)$", out, re.M)
 
         a, b, c = _scores(stock), _scores(ours), _scores(boxed)
-        identical = a == b and len(a) > 0
-        differing = sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
-        boxed_identical = a == c and len(a) > 0
-        boxed_differing = sorted(k for k in set(a) | set(c) if a.get(k) != c.get(k))
+        identical, differing = _compare(a, b)
+        boxed_identical, boxed_differing = _compare(a, c)
         worker_mb = max(r["peak_rss_mb"].get("worker", 0) for r in records)
         kernel_mb = max(r["peak_rss_mb"].get("kernel", 0) for r in records)
         figures = {
@@ -239,15 +251,40 @@ def run_bench(
         }
         walls = (stock_wall, ours_wall, boxed_wall)
         _log_figures(figures, walls, (differing, boxed_differing), log)
-        log("where grade spends its time:")
+        log("where grade --no-sandbox spends its time:")
         for line in _where_time_goes(records, phases.group(1) if phases else "?"):
             log(line)
+        if profile:
+            figures["profile"] = _profile(
+                figures, (stock, boxed), (boxed_wall, boxed_out), course_root, env, log
+            )
         if keep:
             log(f"kept: {base}")
         return figures
     finally:
         if not keep:
             shutil.rmtree(base, ignore_errors=True)
+
+
+def _profile(figures, classes, boxed_run, course_root, env, log) -> dict:
+    """The per-phase profile of the sandboxed run, one submission, ``check``."""
+    from . import bench_profile as bp
+
+    stock, boxed = classes
+    log("profile: the sandbox's start-up, one submission per assignment, check ...")
+    figures["sandbox_start_s"] = round(bp.sandbox_start(), 3)
+    class_run = bp._run_phases(boxed_run[1], boxed_run[0])
+    class_tasks = bp.mean_phases(json.loads((boxed / OUTCOMES_FILE).read_text()))
+    wanted = figures["assignments"]
+    single = bp.profile_single(_measured, (stock, boxed), wanted, env)
+    checks = bp.profile_check(_measured, course_root, wanted, env)
+    bp.log_profile(figures, class_run, class_tasks, single, checks, log)
+    return {
+        "class_run": class_run,
+        "class_tasks": class_tasks,
+        "single": single,
+        "check": checks,
+    }
 
 
 def _copy_class(built: Path, stock: Path, *others: Path) -> None:

@@ -46,7 +46,13 @@ import nbformat
 from .environ import scoped_environ
 from .pool import close_worker_channel, reset_event_loops
 
-__all__ = ["KERNEL_PRELOAD", "discard_preforked", "prefork_kernels", "warm_up"]
+__all__ = [
+    "GRADER_PRELOAD",
+    "KERNEL_PRELOAD",
+    "discard_preforked",
+    "prefork_kernels",
+    "warm_up",
+]
 
 _BASELINE: dict | None = None
 #: What importing ipykernel's debugger (debugpy) changes in a process: undone in
@@ -347,55 +353,19 @@ def _is_this_python_kernel(cmd: Sequence[str]) -> bool:
 
 def _forking_classes():  # noqa: C901 - three classes, defined only when needed
     """Build the kernel manager/provisioner classes (imports jupyter_client)."""
-    from queue import Empty
-
-    from jupyter_client.asynchronous import AsyncKernelClient
     from jupyter_client.manager import AsyncKernelManager
     from jupyter_client.provisioning import LocalProvisioner
     from traitlets import default
 
-    class PromptKernelClient(AsyncKernelClient):
-        """A client whose readiness check does not idle for 0.2 s.
-
-        jupyter_client's check (a ``kernel_info`` reply on the shell channel and
-        any message on IOPub) ends by draining IOPub until it has been silent
-        for 0.2 s; a forked kernel is bound before the client connects, so what
-        is queued arrives at once and 10 ms of silence is enough. nbclient
-        ignores IOPub messages that do not answer its own requests anyway.
-        """
-
-        async def _async_wait_for_ready(self, timeout: float | None = None) -> None:
-            deadline = time.monotonic() + (timeout if timeout else float("inf"))
-            while True:
-                self.kernel_info()
-                try:
-                    reply = await self.shell_channel.get_msg(timeout=1)
-                except Empty:
-                    reply = None
-                if reply is not None and reply["msg_type"] == "kernel_info_reply":
-                    try:
-                        await self.iopub_channel.get_msg(timeout=0.2)
-                    except Empty:
-                        pass  # IOPub not connected yet: ask again
-                    else:
-                        self._handle_kernel_info_reply(reply)
-                        break
-                if not await self._async_is_alive():
-                    raise RuntimeError("Kernel died before replying to kernel_info")
-                if time.monotonic() > deadline:
-                    raise RuntimeError(f"Kernel didn't respond in {timeout:g} seconds")
-            while True:
-                try:
-                    await self.iopub_channel.get_msg(timeout=0.01)
-                except Empty:
-                    break
-
-        wait_for_ready = _async_wait_for_ready
+    from ..sandbox.kernel import PromptKernelClient
 
     class ForkingProvisioner(LocalProvisioner):
         """Hand nbgrader a preforked kernel instead of exec'ing a new Python."""
 
         async def launch_kernel(self, cmd, **kwargs):
+            from . import progress
+
+            progress.mark(progress.KERNEL_LAUNCH)
             if not (_PREFORKED and _is_this_python_kernel(cmd)):
                 return await super().launch_kernel(cmd, **kwargs)
             env = dict(kwargs.get("env") or os.environ)
@@ -452,26 +422,48 @@ def _forking_kernel_manager():
     return _CLASSES[1]
 
 
-def warm_up() -> None:
-    """Import what grading and a kernel need, once, before workers are forked."""
+#: What the grader itself imports to grade a notebook (nbgrader, and the
+#: trusted side of the verified run: numpy, the visible and hidden tests).
+GRADER_PRELOAD = (
+    "numpy",
+    "nbclient",
+    "nbconvert.exporters",
+    "nbgrader.api",
+    "nbgrader.apps.api",
+    "nbgrader.converters",
+    "nbgrader.preprocessors",
+    "ipykernel.kernelspec",  # nbclient asks it for the kernel's spec
+    "IPython.display",
+    "sqlalchemy.dialects.sqlite",  # the scratch gradebook
+    "dlcourse.testcases",
+    "autograder.nbgrader_plugin",
+    "autograder.sandbox.kernel",
+    "autograder.verify.reconcile",
+    "autograder.verify.submission",
+)
+
+
+def warm_up(*, kernels: bool = True) -> None:
+    """Import what grading needs, once, before workers are forked.
+
+    Args:
+        kernels: also import what a kernel needs (:data:`KERNEL_PRELOAD`), for
+            kernels forked from the worker (``--no-sandbox``). Sandboxed kernels
+            start in their own interpreter: the grader need not import IPython,
+            matplotlib or debugpy for them (about a second of every command).
+    """
     import importlib
 
-    if _BASELINE is None:
+    if kernels and _BASELINE is None:
         _start_baseline()
-    for module in KERNEL_PRELOAD:
+    for module in (*KERNEL_PRELOAD, *GRADER_PRELOAD) if kernels else GRADER_PRELOAD:
         if module != "ipykernel.debugger":
             with contextlib.suppress(Exception):  # absent: the kernel imports it
                 importlib.import_module(module)
-    import nbclient  # noqa: F401
-    import nbconvert.exporters  # noqa: F401
-    import nbgrader.api  # noqa: F401
-    import nbgrader.apps.api  # noqa: F401
-    import nbgrader.converters  # noqa: F401
-    import nbgrader.preprocessors  # noqa: F401
-
-    _import_debugger()
-    _forking_kernel_manager()
-    _interpreter_baseline()
+    if kernels:
+        _import_debugger()
+        _forking_kernel_manager()
+        _interpreter_baseline()
     for minor in (4, 5):  # compile nbformat's schema validators once, here
         nb = nbformat.v4.new_notebook()
         nb.nbformat_minor = minor
@@ -513,6 +505,7 @@ def _import_debugger() -> None:
 
 def prefork_kernels(config, count: int) -> None:
     """Have nbgrader's executor use ``count`` kernels forked from this worker."""
+    _import_debugger()
     config.Execute.kernel_manager_class = _forking_kernel_manager()
     baseline = _interpreter_baseline()
     for _ in range(count):

@@ -15,6 +15,10 @@ change its result (the source and release notebooks, the course configuration,
 the code of ``autograder`` and ``dlcourse``, the interpreter, the sandbox
 settings and whether bubblewrap works), so a re-run does not pay for it again.
 The cache lives in ``$AUTOGRADER_CACHE`` or ``~/.cache/nn-from-scratch``.
+
+The same cache keeps each assignment's template (:func:`cached_template`):
+``generate_assignment`` then runs once per source, not once per command (a
+late submission, every ``check``).
 """
 
 from __future__ import annotations
@@ -31,7 +35,14 @@ from pathlib import Path
 from ..errors import PreflightFailed
 from .outcomes import GRADED, GradeResult
 
-__all__ = ["PREFLIGHT_STUDENTS", "cache_dir", "preflight_key", "run_preflight"]
+__all__ = [
+    "PREFLIGHT_STUDENTS",
+    "cache_dir",
+    "cached_template",
+    "preflight_key",
+    "run_preflight",
+    "template_key",
+]
 
 #: Student ids the pre-flight grades under (never merged into a gradebook).
 REFERENCE, BLANK = "preflight-reference", "preflight-blank"
@@ -40,11 +51,14 @@ PREFLIGHT_STUDENTS = (REFERENCE, BLANK)
 _CODE_FILES = ("*.py", "*.json")
 
 
+def _cache_base() -> Path:
+    chosen = os.environ.get("AUTOGRADER_CACHE")
+    return Path(chosen) if chosen else Path.home() / ".cache" / "nn-from-scratch"
+
+
 def cache_dir() -> Path:
     """Where passed pre-flights are remembered."""
-    chosen = os.environ.get("AUTOGRADER_CACHE")
-    base = Path(chosen) if chosen else Path.home() / ".cache" / "nn-from-scratch"
-    return base / "preflight"
+    return _cache_base() / "preflight"
 
 
 def _digest(paths: Sequence[Path], patterns: Sequence[str] = ("*",)) -> str:
@@ -91,11 +105,10 @@ def preflight_key(
 
     package = course_package(sys.executable)
     available = sandbox_status(SandboxConfig())[0] if settings.sandbox else None
-    config = Path(course_root) / "nbgrader_config.py"
     material = {
         "source": _digest([Path(course_root) / "source" / assignment]),
         "release": _digest([Path(template) / "release" / assignment]),
-        "config": _digest([config]) if config.is_file() else None,
+        "config": _config_text(course_root),
         "autograder": _digest([Path(autograder.__file__).parent], _CODE_FILES),
         "dlcourse": _digest([Path(package)], _CODE_FILES) if package else None,
         "python": [sys.executable, sys.version],
@@ -105,6 +118,58 @@ def preflight_key(
     }
     text = json.dumps(material, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:32]
+
+
+def _config_text(course_root: Path) -> str:
+    """The course's nbgrader configuration as loaded (its own file, or the
+    repository's, and whatever they load), as text; without the course's own
+    folder, so that a copy of the course keeps its cached results."""
+    from ..course import course_config
+
+    config = course_config(course_root)
+    config.CourseDirectory.pop("root", None)
+    return json.dumps(config, sort_keys=True, default=repr)
+
+
+def template_key(course_root: Path, assignment: str) -> str:
+    """A digest of everything ``generate_assignment`` reads to make a template:
+    the source folder, the course configuration, nbgrader and this package."""
+    import nbgrader
+
+    import autograder
+
+    material = {
+        "source": _digest([Path(course_root) / "source" / assignment]),
+        "config": _config_text(course_root),
+        "autograder": _digest([Path(autograder.__file__).parent], _CODE_FILES),
+        "nbgrader": [nbgrader.__version__, nbgrader.__file__],
+        "python": [sys.executable, sys.version],
+    }
+    text = json.dumps(material, sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:32]
+
+
+def cached_template(course_root: Path, assignment: str, dest: Path) -> Path:
+    """:func:`~.template.prepare_template` at ``dest``, or a copy of the
+    template an earlier run made from the same inputs (:func:`template_key`)."""
+    from .template import prepare_template
+
+    kept = (
+        _cache_base()
+        / "templates"
+        / f"{assignment}-{template_key(course_root, assignment)}"
+    )
+    if kept.is_dir():
+        shutil.copytree(kept, dest)
+        return Path(dest).resolve()
+    built = prepare_template(course_root, assignment, dest)
+    staged = kept.with_name(f".{kept.name}.{os.getpid()}.tmp")
+    try:
+        shutil.copytree(built, staged)
+        os.replace(staged, kept)  # another run may have kept one meanwhile
+    except OSError:
+        shutil.rmtree(staged, ignore_errors=True)
+    return built
 
 
 def _hint(text: str) -> str:

@@ -41,10 +41,10 @@ from .fastkernels import warm_up
 from .gradebook import install_autograded, merge_results
 from .outcomes import ERROR, OUTCOMES, TIMED_OUT, GradeResult, write_outcomes
 from .pool import Job, run_tasks
-from .preflight import Settings, run_preflight
+from .preflight import Settings, cached_template, run_preflight
 from .progress import where
 from .submission import GradeTask, grade_submission
-from .template import TemplateInfo, prepare_template
+from .template import TemplateInfo
 
 __all__ = [
     "GradeRun",
@@ -184,7 +184,7 @@ def grade_course(
         sandbox_limits=limits,
     )
     laps = _Laps()
-    warm_up()
+    warm_up(kernels=not sandbox)
     laps.lap("imports")
     run_dir = Path(tempfile.mkdtemp(prefix="autograder-run-", dir=_scratch_base()))
     try:
@@ -453,7 +453,7 @@ def _prepare_templates(course_root, assignments, run_dir, workers) -> dict[str, 
         jobs.append(
             Job(
                 assignment,
-                prepare_template,
+                cached_template,
                 (course_root, assignment, dest),
                 run_dir / f"template-{assignment}.log",
                 TEMPLATE_TIMEOUT,

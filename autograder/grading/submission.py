@@ -10,7 +10,9 @@
    (:mod:`.fastkernels`);
 4. **the verified run** (:mod:`autograder.verify`): every graded function
    judged outside the student's process, then set beside the notebook's own
-   run (:func:`autograder.verify.reconcile.reconcile`);
+   run (:func:`autograder.verify.reconcile.reconcile`). It starts, in its own
+   sandbox, as soon as nbgrader launches the notebook's kernel (the folder the
+   student's code sees is ready then) and runs beside the notebook;
 5. **the outcome** (:mod:`.outcomes`), with its reason.
 
 Per-cell limit: nbgrader interrupts a cell that runs longer than
@@ -26,6 +28,7 @@ from __future__ import annotations
 
 import dataclasses
 import shutil
+import threading
 import time
 import warnings
 from collections.abc import Iterable
@@ -203,12 +206,20 @@ def _usage() -> dict[str, float]:
 
 def _verified_scores(task: GradeTask, limits, scratch: Path, submission, autograded):
     """Run the verified scoring of the assignment's notebook (see ``verify``)."""
-    from ..sandbox.config import SandboxConfig
-    from ..verify.submission import verify_submission
-
     name = f"{task.assignment}.ipynb"
     workdir = autograded if autograded.is_dir() else scratch / "verify-empty"
     workdir.mkdir(parents=True, exist_ok=True)
+    progress.mark(progress.VERIFY_START)
+    try:
+        return _verify(task, limits, scratch, submission, name, workdir)
+    finally:
+        progress.mark(progress.VERIFY_END)
+
+
+def _verify(task: GradeTask, limits, scratch: Path, submission, name, workdir):
+    from ..sandbox.config import SandboxConfig
+    from ..verify.submission import verify_submission
+
     return verify_submission(
         Path(submission) / name,
         task.assignment,
@@ -221,6 +232,43 @@ def _verified_scores(task: GradeTask, limits, scratch: Path, submission, autogra
         workdir=workdir,
         run_seed=task.run_seed,
     )
+
+
+class _VerifiedRun:
+    """The verified run of one submission, beside the notebook's run.
+
+    :meth:`start` runs it in a thread (it mostly waits on the sandboxed runner,
+    as nbgrader mostly waits on the sandboxed kernel): two sandboxes of the
+    same submission at once, never sharing a process. :meth:`result` waits for
+    it, or runs it now if it was never started (nbgrader started no kernel).
+    """
+
+    def __init__(self, *args):
+        self._args = args
+        self._thread: threading.Thread | None = None
+        self._result = None
+        self._error: BaseException | None = None
+
+    def start(self) -> None:
+        if self._thread is None:
+            self._thread = threading.Thread(
+                target=self._run, name="verified-run", daemon=True
+            )
+            self._thread.start()
+
+    def _run(self) -> None:
+        try:
+            self._result = _verified_scores(*self._args)
+        except BaseException as exc:  # noqa: BLE001 - raised again in result()
+            self._error = exc
+
+    def result(self):
+        if self._thread is None:
+            return _verified_scores(*self._args)
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+        return self._result
 
 
 def _reconciled(scores: dict, verification) -> tuple[dict, dict, Flags]:
@@ -354,6 +402,7 @@ def _run_nbgrader(task: GradeTask, config, scratch: Path) -> tuple[dict, str]:
             warnings.simplefilter("ignore")
             api = NbGraderAPI(coursedir=CourseDirectory(config=config), config=config)
             outcome = api.autograde(task.assignment, task.student)
+        progress.mark(progress.NOTEBOOK_DONE)
     finally:
         from .fastkernels import discard_preforked
 
@@ -446,12 +495,14 @@ def grade_submission(task: GradeTask, scratch_dir: Path) -> GradeResult:
     graded = run.inspection.graded
     root = _build_scratch_course(task, template, scratch / "course", submission, graded)
     config, limits = _nbgrader_config(task, root, scratch, len(graded))
-    outcome, log = _run_nbgrader(task, config, scratch)
     autograded = root / "autograded" / task.student / task.assignment
-
-    verified = None
+    verified_run = None
     if task.sandbox and f"{task.assignment}.ipynb" in graded:
-        verified = _verified_scores(task, limits, scratch, submission, autograded)
+        verified_run = _VerifiedRun(task, limits, scratch, submission, autograded)
+        # nbgrader has filled the folder by the time it starts a kernel.
+        progress.when(progress.KERNEL_LAUNCH, verified_run.start)
+    outcome, log = _run_nbgrader(task, config, scratch)
+    verified = verified_run.result() if verified_run is not None else None
     broken = _environment_errors(verified, autograded, graded)
     if broken:
         return run.result(

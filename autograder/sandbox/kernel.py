@@ -16,17 +16,68 @@ import subprocess
 import time
 from collections.abc import Mapping
 from pathlib import Path
+from queue import Empty
 
+from jupyter_client.asynchronous import AsyncKernelClient
 from jupyter_client.manager import AsyncKernelManager
 from nbgrader.preprocessors import Execute as _Execute
 from traitlets import Dict as DictTrait
+from traitlets import default
 
 from ..errors import SandboxUnavailable
 from .availability import resolve_sandboxed
 from .config import SandboxConfig, SandboxLimits, record_event
 from .process import Launch
 
-__all__ = ["SandboxExecute", "SandboxKernelManager", "sandbox_config_for"]
+#: How often a client's socket retries to reach a kernel still starting (ms).
+RECONNECT_MS = 10
+
+__all__ = [
+    "PromptKernelClient",
+    "SandboxExecute",
+    "SandboxKernelManager",
+    "sandbox_config_for",
+]
+
+
+class PromptKernelClient(AsyncKernelClient):
+    """A client whose readiness check does not idle for 0.2 s.
+
+    jupyter_client's check (a ``kernel_info`` reply on the shell channel and
+    any message on IOPub) ends by draining IOPub until it has been silent
+    for 0.2 s. Once the kernel has answered on both channels, what it queued
+    arrives at once and 10 ms of silence is enough; nbclient ignores IOPub
+    messages that do not answer its own requests anyway. Used for forked
+    kernels (:mod:`autograder.grading.fastkernels`) and sandboxed ones.
+    """
+
+    async def _async_wait_for_ready(self, timeout: float | None = None) -> None:
+        deadline = time.monotonic() + (timeout if timeout else float("inf"))
+        while True:
+            self.kernel_info()
+            try:
+                reply = await self.shell_channel.get_msg(timeout=1)
+            except Empty:
+                reply = None
+            if reply is not None and reply["msg_type"] == "kernel_info_reply":
+                try:
+                    await self.iopub_channel.get_msg(timeout=0.2)
+                except Empty:
+                    pass  # IOPub not connected yet: ask again
+                else:
+                    self._handle_kernel_info_reply(reply)
+                    break
+            if not await self._async_is_alive():
+                raise RuntimeError("Kernel died before replying to kernel_info")
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"Kernel didn't respond in {timeout:g} seconds")
+        while True:
+            try:
+                await self.iopub_channel.get_msg(timeout=0.01)
+            except Empty:
+                break
+
+    wait_for_ready = _async_wait_for_ready
 
 
 class SandboxKernelManager(AsyncKernelManager):
@@ -80,6 +131,9 @@ class SandboxKernelManager(AsyncKernelManager):
         return argv, kw
 
     async def _async_launch_kernel(self, kernel_cmd, **kw):
+        from ..grading import progress
+
+        progress.mark(progress.KERNEL_LAUNCH)
         await super()._async_launch_kernel(kernel_cmd, **kw)
         deadline = time.monotonic() + self.sandbox_config.limits.notebook_timeout
         self.launch.started(self.provisioner.pid, deadline=deadline)
@@ -87,12 +141,21 @@ class SandboxKernelManager(AsyncKernelManager):
         if process is not None and process.stderr is not None:
             self.launch.drain(process.stderr)
 
+    @default("client_factory")
+    def _prompt_client(self):
+        return PromptKernelClient
+
     def client(self, **kwargs):
-        """A client that refuses any single kernel message above the size limit."""
+        """A client that refuses any single kernel message above the size limit.
+
+        Its sockets connect before the kernel has bound its own (it starts in
+        the sandbox meanwhile): they retry every 10 ms, not ZeroMQ's 100 ms.
+        """
         import zmq
 
         kc = super().client(**kwargs)
         kc.context.setsockopt(zmq.MAXMSGSIZE, self.sandbox_config.limits.message_size)
+        kc.context.setsockopt(zmq.RECONNECT_IVL, RECONNECT_MS)
         return kc
 
     def interrupt_now(self) -> None:
@@ -137,6 +200,13 @@ class SandboxExecute(_Execute):
         self._cell_bytes = 0
         self._notebook_bytes = 0
         self._cell_over = False
+
+    def on_cell_executed(self, **kwargs):
+        # nbgrader's Execute defines this hook as a method (it records errors).
+        from ..grading import progress
+
+        super().on_cell_executed(**kwargs)
+        progress.record_cell_done()
 
     @property
     def _limits(self) -> SandboxLimits:

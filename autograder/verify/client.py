@@ -32,6 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..grading import progress
 from ..grading.outcomes import ENVIRONMENT_ERRORS
 from ..sandbox.availability import resolve_sandboxed
 from ..sandbox.command import SANDBOX_RUNNER_SCRIPT
@@ -289,6 +290,7 @@ class Session:
             self.fatal = "the process running your code sent a malformed reply"
             raise RunnerFailure(self.fatal)
         self.defined = defined
+        progress.mark(progress.RUNNER_LOADED)
         uses = reply.get("uses")
         uses = uses if isinstance(uses, dict) else {}
         self.uses = {

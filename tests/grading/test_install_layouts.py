@@ -310,4 +310,7 @@ def test_a_failing_preflight_refuses_to_grade(tmp_path):
     assert "module_that_is_not_installed" in graded.stderr, graded.stderr
     assert not (course / "gradebook.db").exists()
     assert not (course / "autograded").exists()
-    assert not list(cache.rglob("*.json")), "a failed pre-flight was cached"
+    # (the cache also keeps templates: generate_assignment succeeded)
+    assert not list((cache / "preflight").rglob("*.json")), (
+        "a failed pre-flight was cached"
+    )
