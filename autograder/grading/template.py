@@ -13,8 +13,8 @@ from __future__ import annotations
 import contextlib
 import json
 import sqlite3
-from datetime import datetime
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
 import nbformat
