@@ -157,8 +157,7 @@ def _set_up(tmp: Path) -> dict:
         REPO_ROOT / "source" / ASSIGNMENT, paths["course"] / "source" / ASSIGNMENT
     )
     (paths["course"] / "nbgrader_config.py").write_text(
-        (REPO_ROOT / "nbgrader_config.py").read_text()
-        + "\n# This class\n"
+        (REPO_ROOT / "nbgrader_config.py").read_text() + "\n# This class\n"
         f"c.CourseDirectory.course_id = {COURSE_ID!r}\n"
         f"c.Exchange.root = {str(paths['exchange'])!r}\n"
         'c.LateSubmissionPlugin.penalty_method = "zero"\n'
@@ -284,9 +283,10 @@ def test_outcomes_record_lateness_flags_and_the_seed(walked):
     assert records["bob"]["late_penalty"] == AUTOGRADED_POINTS
     assert records["ada"]["late_penalty"] is None
     assert records["cy"]["flags"]["disagreement"] == ["test_softmax"]
-    assert "the verified score 0/10 counts" in records["cy"]["cells"]["test_softmax"][
-        "message"
-    ]
+    assert (
+        "the verified score 0/10 counts"
+        in records["cy"]["cells"]["test_softmax"]["message"]
+    )
     seeds = {r["run_seed"] for r in records.values()}
     assert len(seeds) == 1 and isinstance(seeds.pop(), int)
 
@@ -294,8 +294,9 @@ def test_outcomes_record_lateness_flags_and_the_seed(walked):
 def test_the_same_seed_gives_the_same_outcomes(walked):
     first, again = walked["outcomes"], walked["again"]
     seed = first["ada"]["run_seed"]
-    assert f"verified run seeds (given by --seed): {{'{ASSIGNMENT}': {seed}}}" in (
-        walked["seed_said"]
+    assert (
+        f"verified run seeds (given by --seed): {{'{ASSIGNMENT}': {seed}}}"
+        in (walked["seed_said"])
     )
     for student in STUDENTS:
         assert again[student]["run_seed"] == seed
@@ -334,7 +335,5 @@ def test_an_extension_survives_the_regrade_and_lifts_the_penalty(walked):
     raw, penalty, late, _, extension = walked["extended"]["bob"]
     assert extension == timedelta(hours=1)
     assert (raw, penalty, late) == (AUTOGRADED_POINTS, 0.0, 0)
-    rows = {
-        r["student"]: r for r in csv.DictReader(io.StringIO(walked["long_after"]))
-    }
+    rows = {r["student"]: r for r in csv.DictReader(io.StringIO(walked["long_after"]))}
     assert rows["bob"]["late_penalty"] == "" and rows["bob"]["seconds_late"] == "0"
