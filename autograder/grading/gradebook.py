@@ -109,7 +109,7 @@ def _store(gb, result: GradeResult, plugin) -> None:
     submission = gb.add_submission(
         result.assignment, result.student, extension=extension, **kwargs
     )
-    result.late_penalties = {}
+    penalties = {}
     for nb in submission.notebooks:
         # The formgrader shows nbgrader's own flag: a disagreement (tampering)
         # or a refused submission needs a human.
@@ -131,8 +131,9 @@ def _store(gb, result: GradeResult, plugin) -> None:
         )
         nb.late_submission_penalty = penalty
         if penalty:
-            result.late_penalties[nb.name] = penalty
+            penalties[nb.name] = penalty
     gb.db.commit()
+    result.late_penalties = penalties  # what the outcome records: what is stored
 
 
 def merge_results(
