@@ -59,6 +59,15 @@ c.GenerateFeedback.preprocessors = [
     "nbconvert.preprocessors.CSSHTMLHeaderPreprocessor",
 ]
 
+# Late work: every entry point records the submission time and seconds late
+# against the due date in the gradebook (`nbgrader db assignment add ...
+# --duedate`, extensions included); the penalty is this plugin's. nbgrader's
+# default, spelt out: "none" records lateness without a penalty; "zero" takes
+# a late notebook's whole score; a course's own policy is a LateSubmissionPlugin
+# subclass named in c.AssignLatePenalties.plugin_class. `python -m autograder
+# grade` applies the same plugin to the verified scores.
+c.LateSubmissionPlugin.penalty_method = "none"
+
 # Every entry point grades safely, not only `python -m autograder grade`: stock
 # `nbgrader autograde` and the formgrader's Autograde button refuse submissions
 # holding links or odd files, run the notebook in the bubblewrap sandbox, and

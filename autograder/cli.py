@@ -82,6 +82,7 @@ def _cmd_grade(args) -> None:
         sandbox_limits=dict(args.limit),
         progress=not args.no_progress,
         cluster=args.scheduler or args.dask_local,
+        seed=args.seed,
     )
     if not run.complete:
         failed = [f"{r.student}/{r.assignment}" for r in run.results if not r.definite]
@@ -220,6 +221,19 @@ def _limit(text: str) -> tuple[str, int]:
     return name.strip(), int(digits) * scale
 
 
+def _seed(text: str) -> int:
+    """A run seed: a non-negative integer (``--seed``)."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(
+            f"expected a non-negative integer (a run_seed), got {text!r}"
+        )
+    return value
+
+
 def _add_release(commands) -> None:
     p = commands.add_parser(
         "release", help="regenerate release/ from source/ with nbgrader"
@@ -302,6 +316,14 @@ def _add_grade(commands) -> None:
         default=[],
         help="override a sandbox limit (repeatable); sizes take K, M or G. "
         f"Limits and defaults: {_limit_defaults()}",
+    )
+    p.add_argument(
+        "--seed",
+        type=_seed,
+        metavar="N",
+        help="run seed of the hidden tests' inputs (default: a fresh one per "
+        "assignment); an earlier run's run_seed from grading_outcomes.json "
+        "reproduces its inputs",
     )
     where = p.add_mutually_exclusive_group()
     where.add_argument(

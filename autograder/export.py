@@ -260,24 +260,26 @@ def _long(grades: ClassGrades, outcomes: dict) -> tuple[list[str], list[dict]]:
                 row[column[(name, gid)]] = _fmt(sub.scores.get(gid, 0.0) if sub else 0)
             row["total"] = _fmt(sub.total if sub else 0)
             row["max"] = _fmt(grades.max_score(name))
-            row.update(_lateness(sub, record))
+            row.update(_lateness(sub))
             row["flags"] = "; ".join(record_flags(record))
             rows.append(row)
     return columns, rows
 
 
-def _lateness(sub: Submission | None, record: dict | None) -> dict[str, str]:
-    """Timestamp, seconds late and penalty: the record's, else the gradebook's."""
+def _lateness(sub: Submission | None) -> dict[str, str]:
+    """Timestamp, seconds late and penalty, from the gradebook.
+
+    The gradebook is the one home of lateness: the due date and extensions an
+    instructor changes there, the penalty any entry point stored there (``grade``
+    or stock ``nbgrader autograde``), and the final scores of the other formats
+    use the same values.
+    """
     if sub is None:
         return {"timestamp": "", "seconds_late": "", "late_penalty": ""}
-    record = record or {}
-    timestamp = record.get("timestamp", sub.timestamp)
-    seconds = record.get("seconds_late", sub.seconds_late)
-    penalty = record.get("late_penalty", sub.late_penalty)
     return {
-        "timestamp": timestamp or "",
-        "seconds_late": _fmt(seconds),
-        "late_penalty": _fmt(penalty),
+        "timestamp": sub.timestamp or "",
+        "seconds_late": _fmt(sub.seconds_late),
+        "late_penalty": _fmt(sub.late_penalty or None),
     }
 
 

@@ -189,13 +189,20 @@ def test_long_rows_carry_lateness_and_a_column_per_graded_cell(course, capsys):
     assert missing["timestamp"] == missing["seconds_late"] == ""
 
 
-def test_lateness_in_the_record_wins_over_the_gradebook(course, capsys):
+def test_lateness_comes_from_the_gradebook_not_a_stale_record(course, capsys):
+    """A record written before the due date or the penalty changed (or before a
+    stock ``nbgrader autograde`` regraded) does not contradict the gradebook,
+    whose penalty the final scores of the other formats subtract."""
     records = json.loads((course / OUTCOMES_FILE).read_text())
     records[0].update(timestamp="2026-01-09T09:00:00+00:00", seconds_late=12.5)
     records[0]["late_penalty"] = 1.0
+    records[2]["late_penalty"] = None
     (course / OUTCOMES_FILE).write_text(json.dumps(records))
     rows = {(r[0], r[1]): r for r in _csv(course, "long", capsys)[1:]}
-    assert rows[("ada", "a1")][8:11] == ["2026-01-09T09:00:00+00:00", "12.5", "1"]
+    assert rows[("ada", "a1")][8:11] == ["2026-01-09T08:30:00", "0", ""]
+    assert rows[("ada", "a2")][-4:-1] == ["2026-01-10T13:00:00", "3600", "2"]
+    wide = _by_student(_csv(course, "wide", capsys), "student")
+    assert wide["ada"]["a2"] == "5"
 
 
 def test_long_flags_come_from_structured_flags_not_from_the_notes(course, capsys):

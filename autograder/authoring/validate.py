@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import re
+import tempfile
 from pathlib import Path
 
 from .. import REPO_ROOT
@@ -26,22 +28,39 @@ def validate_sources(assignments=None, *, root: Path = REPO_ROOT, log=print):
     unknown = [a for a in wanted if a not in known]
     if unknown:
         raise UsageError(f"unknown assignment(s) {unknown}; known: {', '.join(known)}")
-    validator = Validator(config=load_config(root))
     failed = []
-    for assignment in wanted:
-        for path in sorted((Path(root) / "source" / assignment).glob("*.ipynb")):
-            result = validator.validate(str(path))
-            if result:
-                why = failure_reason(result)
-                failed.append(f"{path.relative_to(root)}: {why}")
-                log(f"{assignment}: FAILED: {why}")
-            else:
-                log(f"{assignment}: all tests pass")
+    with tempfile.TemporaryDirectory(prefix="autograder-validate-") as sockets:
+        validator = Validator(config=_local_kernels(load_config(root), sockets))
+        for assignment in wanted:
+            for path in sorted((Path(root) / "source" / assignment).glob("*.ipynb")):
+                result = validator.validate(str(path))
+                if result:
+                    why = failure_reason(result)
+                    failed.append(f"{path.relative_to(root)}: {why}")
+                    log(f"{assignment}: FAILED: {why}")
+                else:
+                    log(f"{assignment}: all tests pass")
     if failed:
         raise SourceNotebookError(
             "source notebooks whose own tests fail:\n  " + "\n  ".join(failed)
         )
     return wanted
+
+
+def _local_kernels(config, sockets: str):
+    """Kernels that talk over Unix sockets in ``sockets`` instead of TCP.
+
+    A kernel on TCP says "Kernel is running over TCP without encryption" on
+    stderr when it starts (ipykernel 7), once per notebook validated; over IPC
+    nothing leaves the machine, so there is nothing to warn about. The sockets
+    live in a private temporary folder, not beside the notebook. Windows has
+    no Unix sockets for ZeroMQ: there the kernels keep TCP (and the warning).
+    """
+    if os.name != "posix":
+        return config
+    config.KernelManager.transport = "ipc"
+    config.KernelManager.ip = os.path.join(sockets, "kernel")
+    return config
 
 
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")

@@ -6,6 +6,12 @@ copies it, stores every definite result in the copy with nbgrader's
 copy over the original: a run that crashes leaves the previous grades intact,
 and readers see the old or the new gradebook, never a half-written one.
 Autograded notebooks are installed the same way, one rename per submission.
+
+Late penalties are decided here, on the final (verified) scores, by the late
+submission plugin the course configures for nbgrader (``AssignLatePenalties.
+plugin_class``, ``LateSubmissionPlugin.penalty_method``), against the due date
+the course's gradebook holds (with the student's extension, kept on regrade):
+nbgrader's own penalty step ran on the notebook's in-kernel scores.
 """
 
 from __future__ import annotations
@@ -19,7 +25,7 @@ from pathlib import Path
 from ..course import course_config
 from .outcomes import GradeResult
 
-__all__ = ["install_autograded", "merge_results"]
+__all__ = ["install_autograded", "late_plugin", "merge_results"]
 
 
 def _sync_assignment(dst, src, assignment: str) -> None:
@@ -61,16 +67,36 @@ def _sync_assignment(dst, src, assignment: str) -> None:
             )
 
 
-def _store(gb, result: GradeResult) -> None:
+def _late_penalty(plugin, student: str, score: float, seconds_late: float):
+    """The course plugin's penalty for one notebook, kept within [0, score] as
+    nbgrader's ``AssignLatePenalties`` keeps it; None when not late."""
+    if seconds_late <= 0:
+        return None
+    penalty = plugin.late_submission_penalty(student, score, seconds_late)
+    return None if penalty is None else min(max(0.0, float(penalty)), score)
+
+
+def late_plugin(config):
+    """The late submission plugin the course configures for nbgrader."""
+    from nbgrader.preprocessors import AssignLatePenalties
+
+    step = AssignLatePenalties(config=config)
+    step.init_plugin()
+    return step.plugin_inst
+
+
+def _store(gb, result: GradeResult, plugin) -> None:
     from nbgrader.api import MissingEntry
 
     gb.update_or_create_student(result.student)
     manual = {}
+    extension = None
     try:
         old = gb.find_submission(result.assignment, result.student)
     except MissingEntry:
         pass
     else:
+        extension = old.extension
         for nb in old.notebooks:
             for grade in nb.grades:
                 if grade.manual_score is not None or grade.extra_credit:
@@ -80,9 +106,11 @@ def _store(gb, result: GradeResult) -> None:
                     manual[("c", comment.name)] = comment.manual_comment
         gb.remove_submission(result.assignment, result.student)
     kwargs = {"timestamp": result.timestamp} if result.timestamp else {}
-    submission = gb.add_submission(result.assignment, result.student, **kwargs)
+    submission = gb.add_submission(
+        result.assignment, result.student, extension=extension, **kwargs
+    )
+    penalties = {}
     for nb in submission.notebooks:
-        nb.late_submission_penalty = result.late_penalties.get(nb.name)
         # The formgrader shows nbgrader's own flag: a disagreement (tampering)
         # or a refused submission needs a human.
         nb.flagged = bool(result.flags.disagreement or result.flags.refused)
@@ -96,7 +124,16 @@ def _store(gb, result: GradeResult) -> None:
         for comment in nb.comments:
             comment.auto_comment = result.comments.get(comment.name)
             comment.manual_comment = manual.get(("c", comment.name))
+        gb.db.flush()
+        gb.db.expire(nb, ["score"])  # a sum in SQL: read it after the flush
+        penalty = _late_penalty(
+            plugin, result.student, nb.score, submission.total_seconds_late
+        )
+        nb.late_submission_penalty = penalty
+        if penalty:
+            penalties[nb.name] = penalty
     gb.db.commit()
+    result.late_penalties = penalties  # what the outcome records: what is stored
 
 
 def merge_results(
@@ -109,7 +146,8 @@ def merge_results(
 
     Returns:
         One line per submission whose grades could not be stored (the others
-        are stored regardless).
+        are stored regardless). Each stored result's ``late_penalties`` is set
+        to the penalties stored (see the module docstring).
 
     The merge works on a copy in ``workdir``; the finished copy is moved next to
     the gradebook and renamed over it, so readers see the old or the new
@@ -124,9 +162,11 @@ def merge_results(
         shutil.copyfile(target, work)
     else:
         shutil.copyfile(next(iter(templates.values())) / "gradebook.db", work)
-    course_id = course_config(course_root).CourseDirectory.get("course_id", "") or ""
+    config = course_config(course_root)
+    course_id = config.CourseDirectory.get("course_id", "") or ""
     url = f"sqlite:///{work}"
     failures: list[str] = []
+    plugin = late_plugin(config)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         with Gradebook(url, course_id) as gb:
@@ -139,7 +179,7 @@ def merge_results(
                 if not result.definite:  # a pipeline failure keeps the old grades
                     continue
                 try:
-                    _store(gb, result)
+                    _store(gb, result, plugin)
                 except Exception as exc:  # noqa: BLE001 - one student, not the class
                     gb.db.rollback()
                     failures.append(

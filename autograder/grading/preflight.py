@@ -105,8 +105,12 @@ def preflight_key(
 
     package = course_package(sys.executable)
     available = sandbox_status(SandboxConfig())[0] if settings.sandbox else None
+    from .template import course_duedate
+
     material = {
         "source": _digest([Path(course_root) / "source" / assignment]),
+        # The template carries the course's due date: a new one, a new template.
+        "duedate": str(course_duedate(course_root, assignment)),
         "release": _digest([Path(template) / "release" / assignment]),
         "config": _config_text(course_root),
         "autograder": _digest([Path(autograder.__file__).parent], _CODE_FILES),
@@ -133,13 +137,18 @@ def _config_text(course_root: Path) -> str:
 
 def template_key(course_root: Path, assignment: str) -> str:
     """A digest of everything ``generate_assignment`` reads to make a template:
-    the source folder, the course configuration, nbgrader and this package."""
+    the source folder, the course configuration and due date, nbgrader and this
+    package."""
     import nbgrader
 
     import autograder
 
+    from .template import course_duedate
+
     material = {
         "source": _digest([Path(course_root) / "source" / assignment]),
+        # The template carries the course's due date: a new one, a new template.
+        "duedate": str(course_duedate(course_root, assignment)),
         "config": _config_text(course_root),
         "autograder": _digest([Path(autograder.__file__).parent], _CODE_FILES),
         "nbgrader": [nbgrader.__version__, nbgrader.__file__],

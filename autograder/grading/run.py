@@ -78,7 +78,7 @@ class GradeRun:
                     r.student,
                     r.assignment,
                     r.outcome,
-                    f"{r.score:g}/{r.max_score:g}",
+                    f"{r.score:g}/{r.max_score:g}" + _late(r),
                     r.reason or "-",
                 )
             )
@@ -89,6 +89,11 @@ class GradeRun:
             lines.append("  ".join([*cells, row[4]]).rstrip())
         lines.insert(1, "  ".join("-" * w for w in widths) + "  ------")
         return "\n".join(lines)
+
+
+def _late(result: GradeResult) -> str:
+    penalty = sum(result.late_penalties.values())
+    return f" (late: -{penalty:g})" if penalty else ""
 
 
 def _scratch_base() -> Path:
@@ -141,6 +146,7 @@ def grade_course(
     sandbox_limits: Mapping[str, int] | None = None,
     progress: bool = True,
     cluster: str | int | None = None,
+    seed: int | None = None,
     log: Callable[[str], None] = print,
 ) -> GradeRun:
     """Grade every submission of ``assignments`` (default: all) in a course.
@@ -161,6 +167,9 @@ def grade_course(
         cluster: None grades in the local pool; a scheduler address
             (``tcp://host:8786``) or a number of local worker processes grades
             on a Dask cluster (:mod:`autograder.grading.cluster`).
+        seed: the run seed of the hidden tests' inputs, for every assignment
+            (default: a fresh one per assignment). An earlier run's seed, read
+            from ``run_seed`` in ``grading_outcomes.json``, reproduces its inputs.
         log: where the summary goes.
 
     Returns:
@@ -168,6 +177,8 @@ def grade_course(
     """
     started = time.monotonic()
     limits = _checked_limits(workers, cell_timeout, notebook_timeout, sandbox_limits)
+    if seed is not None and not sandbox:
+        raise UsageError("--seed sets the verified run's inputs: it needs --sandbox")
     course_root = Path(course_root).resolve()
     found = discover_submissions(course_root, assignments, students)
     if not found:
@@ -198,6 +209,7 @@ def grade_course(
             log=log,
             laps=laps,
             cluster=cluster,
+            seed=seed,
         )
     finally:
         shutil.rmtree(run_dir, ignore_errors=True)
@@ -262,6 +274,7 @@ def _grade_in(
     log: Callable[[str], None],
     laps: _Laps,
     cluster: str | int | None = None,
+    seed: int | None = None,
 ) -> tuple[list[GradeResult], list[str]]:
     """Templates, pre-flight, grading, merge and install, in ``run_dir``."""
     assignments = sorted({a for a, _, _ in found})
@@ -269,7 +282,7 @@ def _grade_in(
     laps.lap("templates")
     run_seeds = {}
     if settings.sandbox:
-        run_seeds = _run_seeds(course_root, assignments, settings, log)
+        run_seeds = _run_seeds(course_root, assignments, settings, log, seed)
     make_task = partial(build_task, course_root, settings, templates, run_seeds)
     n_notebooks = {a: len(TemplateInfo.load(t).notebooks) for a, t in templates.items()}
     for assignment in sorted(templates):
@@ -346,8 +359,11 @@ def _grade_on_dask(
     return [done.results[index] for index, _ in tasks], list(done.failures)
 
 
-def _run_seeds(course_root, assignments, settings: Settings, log) -> dict[str, int]:
-    """One verified run seed per assignment (the sandbox's part of pre-flight)."""
+def _run_seeds(
+    course_root, assignments, settings: Settings, log, seed: int | None = None
+) -> dict[str, int]:
+    """One verified run seed per assignment (the sandbox's part of pre-flight):
+    ``seed`` if given (the reference must pass on it), else a fresh one."""
     from ..sandbox.availability import sandbox_status
     from ..sandbox.config import SandboxConfig
     from ..verify.seeds import choose_run_seed
@@ -360,7 +376,15 @@ def _run_seeds(course_root, assignments, settings: Settings, log) -> dict[str, i
     run_seeds = {}
     for assignment in assignments:
         try:
-            run_seeds[assignment] = choose_run_seed(assignment, source_root=course_root)
+            if seed is None:
+                run_seeds[assignment] = choose_run_seed(
+                    assignment, source_root=course_root
+                )
+            else:
+                _check_seed(assignment, seed, course_root)
+                run_seeds[assignment] = seed
+        except PreflightFailed:
+            raise
         except Exception as exc:  # noqa: BLE001 - the reference is broken
             # Part of the pre-flight: the trusted process's own reference must
             # run before any kernel does (else a raw traceback, exit 1).
@@ -369,8 +393,22 @@ def _run_seeds(course_root, assignments, settings: Settings, log) -> dict[str, i
                 "(every score would be wrong):\n  reference solution, in "
                 f"the grader: {type(exc).__name__}: {exc}"
             ) from exc
-    log(f"verified run seeds: {run_seeds}")
+    given = " (given by --seed)" if seed is not None else ""
+    log(f"verified run seeds{given}: {run_seeds}")
     return run_seeds
+
+
+def _check_seed(assignment: str, seed: int, course_root: Path) -> None:
+    """Refuse a given seed on which the reference fails a hidden test."""
+    from ..verify.seeds import reference_failures
+
+    failures = reference_failures(assignment, seed, source_root=course_root)
+    if failures:
+        raise PreflightFailed(
+            f"pre-flight of {assignment} failed, so nothing was graded: the "
+            f"reference solution fails the hidden tests with --seed {seed} "
+            f"({'; '.join(failures[:3])}); grade without --seed for a fresh one"
+        )
 
 
 def build_task(

@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import contextlib
 import json
+import sqlite3
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
 from ..course import Course, course_config
@@ -20,7 +22,13 @@ from ..defaults import TEMPLATE_TIMEOUT
 from ..errors import SourceNotebookError
 from ..source import grade_cells
 
-__all__ = ["TEMPLATE_TIMEOUT", "TemplateInfo", "new_gradebook", "prepare_template"]
+__all__ = [
+    "TEMPLATE_TIMEOUT",
+    "TemplateInfo",
+    "course_duedate",
+    "new_gradebook",
+    "prepare_template",
+]
 
 
 @dataclass(frozen=True)
@@ -67,8 +75,6 @@ def _alembic_head() -> str:
 
 def new_gradebook(path: Path) -> Path:
     """Create an empty nbgrader gradebook at ``path`` without calling alembic."""
-    import sqlite3
-
     from nbgrader.api import Base
     from sqlalchemy import create_engine
 
@@ -80,6 +86,27 @@ def new_gradebook(path: Path) -> Path:
         db.execute("INSERT INTO alembic_version VALUES (?)", (_alembic_head(),))
         db.commit()
     return Path(path)
+
+
+def course_duedate(course_root: Path, assignment: str) -> datetime | None:
+    """The due date the course's ``gradebook.db`` holds for ``assignment``.
+
+    Set by the instructor (``nbgrader db assignment add ... --duedate``, the
+    formgrader); None when the course has no gradebook, no such assignment or
+    no due date. The gradebook is opened read-only.
+    """
+    path = Path(course_root) / "gradebook.db"
+    if not path.is_file():
+        return None
+    uri = f"{path.resolve().as_uri()}?mode=ro"
+    with contextlib.closing(sqlite3.connect(uri, uri=True)) as db:
+        try:
+            row = db.execute(
+                "SELECT duedate FROM assignment WHERE name = ?", (assignment,)
+            ).fetchone()
+        except sqlite3.DatabaseError:  # not a gradebook (yet): no due date
+            return None
+    return datetime.fromisoformat(row[0]) if row and row[0] else None
 
 
 def prepare_template(course_root: Path, assignment: str, dest: Path) -> Path:
@@ -110,7 +137,10 @@ def prepare_template(course_root: Path, assignment: str, dest: Path) -> Path:
                 )
             order.append(cell.grade_id)
     course_id = config.CourseDirectory.get("course_id", "") or ""
+    duedate = course_duedate(course_root, assignment)
     with Gradebook(course.db_url, course_id) as gb:
+        if duedate is not None:
+            gb.update_or_create_assignment(assignment, duedate=duedate)
         cells = {
             cell.name: float(cell.max_score)
             for nb in gb.find_assignment(assignment).notebooks

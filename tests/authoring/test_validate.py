@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import shutil
+
 import pytest
 
+from autograder import REPO_ROOT
 from autograder.authoring.validate import failure_reason, validate_sources
 from autograder.errors import SourceNotebookError
 
@@ -57,3 +60,23 @@ def test_validate_without_the_data_says_the_dataset_is_missing_and_how_to_fetch(
         assert "the cat dataset is not usable" in text
         assert str(tmp_path / "train_catvnoncat.h5") in text
         assert "fetch-data" in text and "DLCOURSE_DATA" in text
+
+
+@pytest.mark.slow
+def test_validate_starts_kernels_without_the_tcp_warning_or_stray_sockets(
+    tmp_path, capfd
+):
+    """ipykernel warns "Kernel is running over TCP without encryption" on the
+    stderr it shares with us, once per notebook; validation's kernels talk over
+    Unix sockets in a private folder instead, and leave nothing beside the
+    notebook."""
+    assignment = "03_softmax"
+    shutil.copytree(REPO_ROOT / "source" / assignment, tmp_path / "source" / assignment)
+    lines: list[str] = []
+    validate_sources([assignment], root=tmp_path, log=lines.append)
+    assert lines == [f"{assignment}: all tests pass"]
+    said = capfd.readouterr()
+    assert "without encryption" not in said.err + said.out
+    assert "IPKernelApp" not in said.err
+    left = sorted(p.name for p in (tmp_path / "source" / assignment).iterdir())
+    assert left == [f"{assignment}.ipynb"]
