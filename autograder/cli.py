@@ -132,6 +132,7 @@ def _cmd_check(args) -> None:
         course_root=_course(args),
         cell_timeout=args.cell_timeout,
         notebook_timeout=args.notebook_timeout,
+        verbose=args.verbose,
     )
     if not result.definite:
         raise GradingIncomplete(f"the notebook could not be graded: {result.reason}")
@@ -402,6 +403,11 @@ def _add_check(commands) -> None:
     p.add_argument("notebook", help="path to your .ipynb")
     p.add_argument(
         "--assignment", help="assignment id, if it cannot be told from the notebook"
+    )
+    p.add_argument(
+        "--verbose",
+        action="store_true",
+        help="also list the shapes of the inputs each function's hidden tests use",
     )
     _add_course(p)
     _add_timeouts(p)

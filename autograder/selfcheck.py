@@ -35,9 +35,10 @@ from .grading.pool import Job, run_tasks
 from .grading.preflight import Settings, cached_template, run_preflight
 from .grading.run import build_task, grade_folders
 from .grading.template import TemplateInfo
-from .source import grade_cells
+from .source import course_root as source_course_root
+from .source import grade_cells, graded_cells
 
-__all__ = ["check_notebook", "identify_assignment"]
+__all__ = ["check_notebook", "hidden_inputs_report", "identify_assignment"]
 
 #: Share of an assignment's grade ids a notebook must carry to be recognised.
 MIN_ID_OVERLAP = 0.5
@@ -174,13 +175,16 @@ def check_notebook(
     cell_timeout: int | None = None,
     notebook_timeout: float | None = None,
     sandbox: bool = defaults.SANDBOX,
+    verbose: bool = False,
     log: Callable[[str], None] = print,
 ) -> GradeResult:
     """Grade one notebook file; print and return the result.
 
     The notebook is graded exactly as ``grade`` grades a submission: the same
     intake, pre-flight, sandbox (where bubblewrap works) and verified scoring,
-    so the points it prints are the points the instructor's run gives.
+    so the points it prints are the points the instructor's run gives. With
+    ``verbose``, it also lists the shapes of the inputs each function's hidden
+    tests use (:func:`hidden_inputs_report`).
 
     Raises:
         UsageError: if the file does not exist or the assignment is unknown.
@@ -274,7 +278,55 @@ def check_notebook(
             "Each function needs its visible check and its hidden tests to pass; "
             "the hidden tests' code is not shown."
         )
+        if verbose:
+            log(hidden_inputs_report(course_root, assignment))
     return result
+
+
+def hidden_inputs_report(course_root: Path, assignment: str) -> str:
+    """The shapes of the inputs each function's hidden tests compare on.
+
+    Read from the hidden tests themselves (``Grader.hidden_inputs``): what a
+    test gives :meth:`~autograder.hidden.Grader.compare` is recorded as data,
+    never read from the test's source text. Only shapes, sizes and settings are
+    shown, not the values; some tests also compare gradients with finite
+    differences, on inputs like these.
+    """
+    lines = [""] + textwrap.wrap(
+        "Inputs of the hidden tests, by shape (each function is run on these and "
+        "compared with the course's solution):",
+        width=MESSAGE_WIDTH,
+    )
+    listed = False
+    with source_course_root(course_root):
+        for cell in graded_cells(assignment, source_root=course_root):
+            describe = getattr(cell.grader, "hidden_inputs", None)
+            if not callable(describe):
+                continue
+            listed = True
+            lines.append(f"  {cell.function}")
+            for call in describe(cell.function):
+                lines += _wrap_call(call, indent=4)
+    if not listed:
+        lines.append(f"  (the hidden tests of {assignment} do not list their inputs)")
+    return "\n".join(lines)
+
+
+def _wrap_call(text: str, *, indent: int) -> list[str]:
+    """Wrap a description of inputs after its commas, never inside a shape."""
+    depth, chars = 0, []
+    for i, char in enumerate(text):
+        depth += (char in "([") - (char in ")]")
+        breakable = char == " " and depth == 0 and text[i - 1] == ","
+        chars.append("\0" if char == " " and not breakable else char)
+    wrapped = textwrap.wrap(
+        "".join(chars),
+        width=MESSAGE_WIDTH - indent,
+        initial_indent=" " * indent,
+        subsequent_indent=" " * (indent + 2),
+        break_long_words=False,
+    )
+    return [line.replace("\0", " ") for line in wrapped]
 
 
 def _hand_graded(release: Path) -> set[str]:

@@ -18,7 +18,9 @@ This module holds the machinery shared by the assignment modules beside it.
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import io
 from collections.abc import Callable, Iterable, Mapping, Sequence
 
 import numpy as np
@@ -31,6 +33,7 @@ from ..source import reference_calls, reference_namespace
 __all__ = [
     "HiddenTestFailure",
     "Grader",
+    "describe_call",
     "describe_inputs",
 ]
 
@@ -44,20 +47,51 @@ class HiddenTestFailure(AssertionError):
     """A hidden test failed; the message says which property and on what shapes."""
 
 
+def _describe_value(label: str, value) -> str:
+    if isinstance(value, np.ndarray):
+        return f"{label} {value.shape}"
+    if isinstance(value, (list, tuple)) and len(str(value)) > 40:
+        return f"{label} ({type(value).__name__} of {len(value)})"
+    if isinstance(value, dict):
+        return f"{label} (dict of {len(value)})"
+    return f"{label} {value!r}"
+
+
 def describe_inputs(args: Sequence, arg_names: Sequence[str]) -> str:
     """Summarise inputs by shape, e.g. ``A (5, 7), W (3, 5)``."""
+    return ", ".join(
+        _describe_value(arg_names[i] if i < len(arg_names) else f"arg{i + 1}", value)
+        for i, value in enumerate(args)
+    )
+
+
+def describe_call(args: Sequence, kwargs: Mapping, arg_names: Sequence[str]) -> str:
+    """Summarise a call's inputs, keyword arguments included.
+
+    A dict of arrays is shown key by key, e.g. ``parameters {W1 (4, 3), b1 (4,
+    1)}``, so that the sizes of a network's layers show.
+    """
     parts = []
     for i, value in enumerate(args):
         label = arg_names[i] if i < len(arg_names) else f"arg{i + 1}"
-        if isinstance(value, np.ndarray):
-            parts.append(f"{label} {value.shape}")
-        elif isinstance(value, (list, tuple)) and len(str(value)) > 40:
-            parts.append(f"{label} ({type(value).__name__} of {len(value)})")
-        elif isinstance(value, dict):
-            parts.append(f"{label} (dict of {len(value)})")
-        else:
-            parts.append(f"{label} {value!r}")
+        parts.append(_describe_shapes(label, value))
+    parts += [_describe_shapes(key, value) for key, value in kwargs.items()]
     return ", ".join(parts)
+
+
+def _describe_shapes(label: str, value) -> str:
+    if isinstance(value, dict) and value:
+        if all(isinstance(v, np.ndarray) for v in value.values()):
+            inner = ", ".join(f"{k} {v.shape}" for k, v in value.items())
+            return f"{label} {{{inner}}}"
+    if isinstance(value, (list, tuple)) and value:
+        if all(isinstance(v, np.ndarray) for v in value):
+            return f"{label} ({', '.join(str(v.shape) for v in value)})"
+        if any(isinstance(v, np.ndarray | tuple | list) for v in value):
+            return f"{label} ({type(value).__name__} of {len(value)})"
+    if isinstance(value, float):
+        return f"{label} {value:g}"
+    return _describe_value(label, value)
 
 
 class Grader:
@@ -70,6 +104,8 @@ class Grader:
     def __init__(self, assignment: str):
         self.assignment = assignment
         self._tests: dict[str, Callable] = {}
+        #: While :meth:`hidden_inputs` runs: the calls :meth:`compare` is given.
+        self._recorded: list[str] | None = None
 
     @property
     def reference(self) -> dict:
@@ -115,6 +151,32 @@ class Grader:
             )
         self._tests[name](namespace, self.reference)
 
+    def hidden_inputs(self, name: str) -> list[str]:
+        """Describe, by shape, the inputs the hidden test of ``name`` compares on.
+
+        The hidden test runs as it does under grading, with the reference in the
+        student's place, while :meth:`compare` records each call it is given
+        (``describe_call``) instead of running it: the inputs come from the test
+        itself, as data, so the description cannot drift from what is graded.
+
+        Returns:
+            One line per distinct call, e.g. ``"A (5, 7), W (3, 5), b (3, 1)"``.
+
+        Raises:
+            KeyError: if no hidden test is registered for ``name``.
+        """
+        if name not in self._tests:
+            raise KeyError(f"no hidden test registered for {self.assignment}/{name}")
+        reference = self.reference
+        self._recorded = []
+        try:
+            # Some tests also check what a function prints: keep that to itself.
+            with contextlib.redirect_stdout(io.StringIO()):
+                self._tests[name](dict(reference), reference)
+            return list(dict.fromkeys(self._recorded))  # each shape once, in order
+        finally:
+            self._recorded = None
+
     def compare(
         self,
         namespace: dict,
@@ -143,6 +205,9 @@ class Grader:
             rtol, atol: comparison tolerances.
             m_of: gives the number of examples from the args, for hints.
         """
+        if self._recorded is not None:
+            self._recorded += [describe_call(a, k, arg_names) for a, k in inputs]
+            return
         student = namespace[name]
         for args, kwargs in inputs:
             expected = reference[name](*copy.deepcopy(args), **copy.deepcopy(kwargs))

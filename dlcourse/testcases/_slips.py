@@ -80,7 +80,69 @@ def sigmoid_in_hidden_layers(diagnose_caches: Callable):
     return diagnose
 
 
+def caches_per_layer(number_of_layers: Callable):
+    """``L_model_forward`` returned more or fewer caches than the network has layers.
+
+    One cache too many is the loop over the ReLU layers running for ``l = L``
+    too, so that layer L runs twice (as a ReLU layer, then as the sigmoid layer).
+
+    Args:
+        number_of_layers: ``args -> L``, read from the inputs.
+    """
+
+    def diagnose(args, kwargs, got, fn):
+        L = number_of_layers(args)
+        caches = got[1]
+        if len(caches) > L:
+            return (
+                f"caches holds {len(caches)} caches for a network of L = {L} "
+                f"layer{'s' if L != 1 else ''}: a layer ran more than once. The "
+                "ReLU loop covers layers 1 to L - 1 only (range(1, L), which is "
+                "empty when L = 1); layer L then runs once, with the sigmoid"
+            )
+        if len(caches) < L:
+            return (
+                f"caches holds {len(caches)} caches for a network of L = {L} "
+                f"layer{'s' if L != 1 else ''}: append every layer's cache, the "
+                "sigmoid layer's too"
+            )
+        return None
+
+    return diagnose
+
+
 # ---------------------------------------------------------------- backward
+
+
+def gradient_keys_per_layer(number_of_layers: Callable):
+    """``L_model_backward`` wrote keys of layers the network does not have.
+
+    For ``L`` layers the keys are ``dA0 .. dA{L-1}``, ``dW1 .. dWL`` and
+    ``db1 .. dbL``; a ``dW0`` (or a ``dA{L}``) means the loop over the ReLU
+    layers ran one step too far (or started one step too early).
+
+    Args:
+        number_of_layers: ``args -> L``, read from the inputs.
+    """
+
+    def diagnose(args, kwargs, got, fn):
+        if not isinstance(got, Mapping):
+            return None
+        L = number_of_layers(args)
+        layers = range(1, L + 1)
+        wanted = {f"{d}{k}" for d in ("dW", "db") for k in layers}
+        wanted |= {f"dA{k - 1}" for k in layers}
+        extra = sorted(str(key) for key in got if key not in wanted)
+        if not extra:
+            return None
+        return (
+            f"grads has keys {extra} that a network of L = {L} "
+            f"layer{'s' if L != 1 else ''} does not have: the ReLU loop runs for "
+            "l = L - 1 down to 1 (range(L - 1, 0, -1), which is empty when "
+            "L = 1), after the sigmoid step of layer L"
+        )
+
+    return diagnose
 
 
 def tanh_derivative_not_squared(args, kwargs, got, fn):

@@ -86,6 +86,18 @@ def _L_model_forward():
     return (X, {"W1": W1, "b1": b1, "W2": W2, "b2": b2}), {}
 
 
+def _L_model_forward_1_layer():
+    # The smallest network: no ReLU layer, one sigmoid unit on one input feature
+    # (logistic regression). With one feature, a loop that runs one layer too far
+    # (layer 1 as a ReLU layer, then again as the sigmoid layer) still fits the
+    # shapes, so the slip gives numbers the check can explain instead of a crash.
+    rng = np.random.RandomState(4)
+    X = rng.randn(1, 3)
+    W1 = rng.randn(1, 1)
+    b1 = rng.randn(1, 1)
+    return (X, {"W1": W1, "b1": b1}), {}
+
+
 def _compute_cost():
     AL = np.array([[0.8, 0.9, 0.4]])
     Y = np.array([[1, 1, 1]])
@@ -128,6 +140,16 @@ def _forward_caches(X: np.ndarray, weights: Sequence[tuple[np.ndarray, np.ndarra
         caches.append(((A, W, b), Z))
         A, _ = sigmoid(Z) if layer == len(weights) else relu(Z)
     return A, caches
+
+
+def _L_model_backward_1_layer():
+    # The network of the forward starter case: the backward pass is the sigmoid
+    # step alone. One input feature, so that a ReLU loop running one step too far
+    # (over layer 0, reading caches[-1]) gives extra keys rather than a crash.
+    (X, parameters), _ = _L_model_forward_1_layer()
+    AL, caches = _forward_caches(X, [(parameters["W1"], parameters["b1"])])
+    Y = np.array([[1, 0, 1]])
+    return (AL, Y, caches), {}
 
 
 def _L_model_backward_2_layers():
@@ -190,6 +212,16 @@ def _hidden_layers(got):
     ]
 
 
+def _number_of_layers(args) -> int:
+    """L of ``L_model_forward(X, parameters)``: one W and one b per layer."""
+    return len(args[1]) // 2
+
+
+def _number_of_caches(args) -> int:
+    """L of ``L_model_backward(AL, Y, caches)``: one cache per layer."""
+    return len(args[2])
+
+
 _LINEAR_BACKWARD_ARGS = ("dZ", "cache")
 _LAYER_BACKWARD_ARGS = ("dA", "cache", "activation")
 _MODEL_BACKWARD_ARGS = ("AL", "Y", "caches")
@@ -230,12 +262,22 @@ CASES = CaseSet(
             arg_names=("A_prev", "W", "b", "activation"),
             output_name="(A, cache)",
         ),
+        "L_model_forward_1_layer": Case(
+            "L_model_forward",
+            _L_model_forward_1_layer,
+            arg_names=("X", "parameters"),
+            output_name="(AL, caches)",
+            diagnoses=(_slips.caches_per_layer(_number_of_layers),),
+        ),
         "L_model_forward": Case(
             "L_model_forward",
             _L_model_forward,
             arg_names=("X", "parameters"),
             output_name="(AL, caches)",
-            diagnoses=(_slips.sigmoid_in_hidden_layers(_hidden_layers),),
+            diagnoses=(
+                _slips.sigmoid_in_hidden_layers(_hidden_layers),
+                _slips.caches_per_layer(_number_of_layers),
+            ),
         ),
         "compute_cost": Case(
             "compute_cost",
@@ -265,12 +307,21 @@ CASES = CaseSet(
             output_name="(dA_prev, dW, db)",
             m=2,
         ),
+        "L_model_backward_1_layer": Case(
+            "L_model_backward",
+            _L_model_backward_1_layer,
+            arg_names=_MODEL_BACKWARD_ARGS,
+            output_name="grads",
+            m=3,
+            diagnoses=(_slips.gradient_keys_per_layer(_number_of_caches),),
+        ),
         "L_model_backward_2_layers": Case(
             "L_model_backward",
             _L_model_backward_2_layers,
             arg_names=_MODEL_BACKWARD_ARGS,
             output_name="grads",
             m=2,
+            diagnoses=(_slips.gradient_keys_per_layer(_number_of_caches),),
         ),
         "L_model_backward_3_layers": Case(
             "L_model_backward",
@@ -278,6 +329,7 @@ CASES = CaseSet(
             arg_names=_MODEL_BACKWARD_ARGS,
             output_name="grads",
             m=4,
+            diagnoses=(_slips.gradient_keys_per_layer(_number_of_caches),),
         ),
         "update_parameters": Case(
             "update_parameters",
