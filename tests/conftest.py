@@ -180,3 +180,19 @@ def visible_text(report: str) -> str:
     """What a reader of the HTML can see: tags removed, entities decoded."""
     text = re.sub(r"<style.*?</style>|<script.*?</script>", "", report, flags=re.S)
     return html.unescape(re.sub(r"<[^>]+>", "", text))
+
+
+def user_env(home: Path) -> dict[str, str]:
+    """The environment of a user whose home (and Jupyter folders) is ``home``,
+    with this interpreter's scripts (``nbgrader``, ``jupyter``) first on PATH."""
+    import os
+    import sys
+
+    bindir = str(Path(sys.executable).parent)
+    return {
+        **os.environ,
+        "HOME": str(home),
+        "JUPYTER_CONFIG_DIR": str(home / ".jupyter"),
+        "JUPYTER_DATA_DIR": str(home / ".local/share/jupyter"),
+        "PATH": bindir + os.pathsep + os.environ.get("PATH", ""),
+    }

@@ -38,6 +38,7 @@ from pathlib import Path
 
 import nbformat
 import pytest
+from conftest import user_env
 
 from autograder import REPO_ROOT
 
@@ -73,14 +74,7 @@ class Transcript:
         self.lines: list[str] = []
 
     def run(self, cwd: Path, home: Path, *argv: str) -> str:
-        bindir = str(Path(sys.executable).parent)
-        env = {
-            **os.environ,
-            "HOME": str(home),
-            "JUPYTER_CONFIG_DIR": str(home / ".jupyter"),
-            "JUPYTER_DATA_DIR": str(home / ".local/share/jupyter"),
-            "PATH": bindir + os.pathsep + os.environ.get("PATH", ""),
-        }
+        env = user_env(home)
         command = [sys.executable if argv[0] == "python" else argv[0], *argv[1:]]
         done = subprocess.run(
             command, cwd=cwd, env=env, capture_output=True, text=True, timeout=1800

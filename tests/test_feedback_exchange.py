@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import html
 import json
-import os
 import re
 import shutil
 import subprocess
@@ -29,6 +28,7 @@ from pathlib import Path
 
 import nbformat
 import pytest
+from conftest import user_env
 from fixture_course import ASSIGNMENT, FIXTURE, NOTEBOOK, cell, source_nb
 
 from autograder import REPO_ROOT
@@ -56,13 +56,7 @@ STOCK_PREPROCESSORS = [
 def _nbgrader(cwd: Path, home: Path, *args: str) -> str:
     """Run the nbgrader command line as a user whose home is ``home``."""
     bindir = str(Path(sys.executable).parent)
-    env = {
-        **os.environ,
-        "HOME": str(home),
-        "JUPYTER_CONFIG_DIR": str(home / ".jupyter"),
-        "JUPYTER_DATA_DIR": str(home / ".local/share/jupyter"),
-        "PATH": bindir + os.pathsep + os.environ.get("PATH", ""),
-    }
+    env = user_env(home)
     done = subprocess.run(
         [str(Path(bindir) / "nbgrader"), *args],
         cwd=cwd,

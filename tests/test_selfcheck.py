@@ -21,6 +21,7 @@ from autograder.cli import main
 from autograder.errors import NotebookNotRecognised
 from autograder.hidden import Grader, describe_call
 from autograder.selfcheck import hidden_inputs_report, identify_assignment
+from autograder.source import graded_cells
 
 COURSE = ["--course", str(FIXTURE)]
 
@@ -150,16 +151,7 @@ def test_verbose_report_lists_every_graded_function_with_its_hidden_shapes():
         if line.startswith("  ") and not line.startswith("    ")
     ]
     assert functions == [
-        "initialize_parameters",
-        "initialize_parameters_deep",
-        "linear_forward",
-        "linear_activation_forward",
-        "L_model_forward",
-        "compute_cost",
-        "linear_backward",
-        "linear_activation_backward",
-        "L_model_backward",
-        "update_parameters",
+        c.function for c in graded_cells("04_deep_network_step_by_step")
     ]
     assert "    A (5, 7), W (3, 5), b (3, 1)" in lines
     assert "    AL (1, 6), Y (1, 6), caches (list of 4)" in lines
