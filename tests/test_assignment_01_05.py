@@ -225,6 +225,19 @@ def test_a_bug_in_sigmoid_is_reported_once_and_later_checks_say_why_they_wait():
     assert "propagate: not checked, because it calls sigmoid" in out.getvalue()
 
 
+def test_a_check_waits_for_a_bug_reached_through_other_exercises():
+    """optimize names only propagate; propagate calls the broken sigmoid: the
+    check of optimize names sigmoid, the earliest exercise that fails."""
+    namespace = notebook_namespace(
+        LOGISTIC, cell="sigmoid", replace=[("np.exp(-z)", "np.exp(z)")]
+    )
+    assert "sigmoid" not in namespace["optimize"].__code__.co_names
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        assert tc_logistic.check("optimize", namespace["optimize"]) is None
+    assert "optimize: not checked, because it calls sigmoid" in out.getvalue()
+
+
 def test_the_predict_case_tells_thresholding_a_from_thresholding_z():
     w, b, X = tc_logistic.inputs("predict")
     z = w.T @ X + b

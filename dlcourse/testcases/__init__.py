@@ -123,15 +123,31 @@ class Case:
     diagnoses: tuple[Callable, ...] = ()
 
 
+def _names_used(fn) -> set[str]:
+    """Global names a function's code (nested code included) refers to."""
+    named: set[str] = set(getattr(fn, "__names_used__", ()))
+    stack = (
+        [fn.__code__]
+        if isinstance(getattr(fn, "__code__", None), types.CodeType)
+        else []
+    )
+    while stack:
+        code = stack.pop()
+        named.update(code.co_names)
+        stack.extend(c for c in code.co_consts if isinstance(c, types.CodeType))
+    return named
+
+
 class CaseSet:
     """The visible checks of one assignment.
 
     Two things make the checks fairer than a plain comparison:
 
     - A function that calls earlier exercises is not failed for a bug in one of
-      those: if its check fails and a function it calls (``depends_on``) fails its
-      own check, the check says so and returns without raising, so under grading
-      only the hidden tests (which patch in correct versions) decide.
+      those: if its check fails and a function it calls, directly or through
+      another (read from the student's own code), fails its own check, the check
+      says so and returns without raising, so under grading only the hidden
+      tests (which patch in correct versions) decide.
     - Functions may be allowed to update some arguments in place (``may_modify``),
       e.g. ``update_parameters`` and its ``parameters`` dict.
 
@@ -141,7 +157,6 @@ class CaseSet:
             is reported as ``<function> (<variant>)``. An ``output_name`` of the
             form ``"(dA_prev, dW, db)"`` names the items of a returned tuple, so a
             message says ``dW`` rather than ``output[1]``.
-        depends_on: function -> earlier graded functions it calls.
         may_modify: function -> names of arguments it may update in place.
     """
 
@@ -150,12 +165,10 @@ class CaseSet:
         assignment: str,
         cases: Mapping[str, Case],
         *,
-        depends_on: Mapping[str, Sequence[str]] | None = None,
         may_modify: Mapping[str, Sequence[str]] | None = None,
     ):
         self.assignment = assignment
         self.cases = dict(cases)
-        self.depends_on = dict(depends_on or {})
         self.may_modify = dict(may_modify or {})
 
     def _case(self, name: str) -> Case:
@@ -252,18 +265,23 @@ class CaseSet:
         return hints
 
     def _called_exercises(self, function: str, fn: Callable) -> list[str]:
-        """Graded functions that ``fn`` calls: declared ones, then any it names."""
-        declared = list(self.depends_on.get(function, ()))
-        graded = {case.function for case in self.cases.values()} - {function}
-        # Stand-ins for functions that run in another process list the names
-        # their code uses (``__names_used__``); real functions have bytecode.
-        named: set[str] = set(getattr(fn, "__names_used__", ()))
-        stack = [fn.__code__] if hasattr(fn, "__code__") else []
-        while stack:
-            code = stack.pop()
-            named.update(code.co_names)
-            stack.extend(c for c in code.co_consts if isinstance(c, types.CodeType))
-        return declared + sorted((named & graded) - set(declared))
+        """Graded functions ``fn`` calls, directly or through each other.
+
+        Read from the student's code as it is (their functions' bytecode, or
+        the names a stand-in running in another process reports as
+        ``__names_used__``), followed through the notebook's namespace; in the
+        order the exercises come, so the earliest broken one is named.
+        """
+        order = list(dict.fromkeys(case.function for case in self.cases.values()))
+        graded = set(order) - {function}
+        namespace = getattr(fn, "__globals__", {})
+        found: set[str] = set()
+        todo = [fn]
+        while todo:
+            for name in _names_used(todo.pop()) & graded - found:
+                found.add(name)
+                todo.append(namespace.get(name))
+        return [name for name in order if name in found]
 
     def _broken_dependency(self, function: str, fn: Callable) -> str | None:
         """The first earlier exercise ``fn`` calls that fails its own check."""

@@ -35,14 +35,6 @@ __all__ = ["ASSIGNMENT", "CASES", "check", "expected", "inputs"]
 
 ASSIGNMENT = "04_deep_network_step_by_step"
 
-#: Graded functions and the earlier graded functions they (usually) call.
-DEPENDENCIES = {
-    "linear_activation_forward": ("linear_forward",),
-    "L_model_forward": ("linear_forward", "linear_activation_forward"),
-    "linear_activation_backward": ("linear_backward",),
-    "L_model_backward": ("linear_backward", "linear_activation_backward"),
-}
-
 #: Arguments a graded function may legitimately update in place.
 MAY_MODIFY = {"update_parameters": ("parameters",)}
 
@@ -339,7 +331,6 @@ CASES = CaseSet(
             diagnoses=(_slips.update_sign(learning_rate_at=2),),
         ),
     },
-    depends_on=DEPENDENCIES,
     may_modify=MAY_MODIFY,
 )
 

@@ -32,14 +32,6 @@ __all__ = [
 
 ASSIGNMENT = "01_logistic_regression"
 
-#: Graded functions and the earlier graded functions they call.
-DEPENDENCIES = {
-    "propagate": ("sigmoid",),
-    "predict": ("sigmoid",),
-    "optimize": ("propagate",),
-    "model": ("initialize_with_zeros", "optimize", "predict"),
-}
-
 #: Shapes of the prepared cat data: (num_px * num_px * 3, m).
 PREPARED_SHAPES = {"train_x": (12288, 209), "test_x": (12288, 50)}
 
@@ -165,7 +157,6 @@ CASES = CaseSet(
             output_name="d",
         ),
     },
-    depends_on=DEPENDENCIES,
 )
 
 inputs = CASES.inputs
