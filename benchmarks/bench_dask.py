@@ -10,7 +10,10 @@ mistake, alternating), then grades it twice with the same number of workers:
   client, a fresh fork of the worker's warm zygote per submission, incremental
   merges).
 
-and prints submissions per second for both and their ratio, each worker's RSS
+each from the first submission to the last result merged into the course's
+``gradebook.db`` (the local side merges, records and installs once at the end,
+as ``grade`` does; the cluster's ledger as results arrive), and prints
+submissions per second for both and their ratio, each worker's RSS
 (psutil) at the start and the end, and the scheduler's overhead per task (the
 round trip of 200 no-op tasks). The scores of both runs must agree, or it
 exits 1. Sandboxed grading (the production default) unless ``--no-sandbox``.
@@ -104,6 +107,26 @@ def noop_overhead(client, n: int = 200) -> float:
     return (time.perf_counter() - started) / n
 
 
+def grade_locally(course: Path, tasks, template: Path, base: Path, workers: int):
+    """The local pool, then what ``grade`` does after it, as the cluster's ledger
+    does too: merge into gradebook.db, record the outcomes, install the
+    notebooks. Returns (seconds, {index: result})."""
+    from autograder.grading import pool, run
+    from autograder.grading.gradebook import merge_results
+    from autograder.grading.outcomes import write_outcomes
+
+    (base / "local-run").mkdir()
+    (base / "local-merge").mkdir()
+    started = time.perf_counter()
+    jobs = [run.grade_job(i, t, base / "local-run", 1) for i, t in tasks]
+    done = pool.run_tasks(jobs, workers)
+    results = [done[i] for i, _ in tasks]
+    merge_results(course, results, {ASSIGNMENT: template}, base / "local-merge")
+    write_outcomes(course, results)
+    run._install_all(course, results)
+    return time.perf_counter() - started, done
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--submissions", type=int, default=1000)
@@ -113,7 +136,7 @@ def main(argv=None) -> int:
 
     from distributed import Client, LocalCluster
 
-    from autograder.grading import fastkernels, pool, run
+    from autograder.grading import fastkernels
     from autograder.grading import template as templates
     from autograder.grading.cluster import grade_on_cluster, summary_by_worker
     from autograder.grading.cluster_worker import start_zygote
@@ -126,12 +149,10 @@ def main(argv=None) -> int:
 
         course = build_class(base / "local", args.submissions)
         tasks = make_tasks(course, template, args.sandbox)
-        (base / "local-run").mkdir()
         fastkernels.warm_up()
-        started = time.perf_counter()
-        jobs = [run.grade_job(i, t, base / "local-run", 1) for i, t in tasks]
-        done = pool.run_tasks(jobs, args.workers)
-        figures["local pool"] = time.perf_counter() - started
+        figures["local pool"], done = grade_locally(
+            course, tasks, template, base, args.workers
+        )
         scores["local pool"] = {t.student: done[i].score for i, t in tasks}
         inside = {"local pool": [r.duration for r in done.values()]}
 
