@@ -130,9 +130,13 @@ def assignment_bundle(course_root: Path, assignment: str, template_dir: Path) ->
 # --------------------------------------------------------------------------
 
 _SANDBOX_STATUS: dict[str, tuple[bool, str]] = {}
+#: A task's scratch folder: ``<prefix><worker pid>-<index>-<random>``.
+TASK_PREFIX = "autograder-task-"
+_SWEPT: list[bool] = []
 
 
 def _worker_scratch() -> tuple[Path, str]:
+    """(this worker's folder for assignment bundles, its address)."""
     try:
         from distributed import get_worker
 
@@ -140,6 +144,34 @@ def _worker_scratch() -> tuple[Path, str]:
         return Path(worker.local_directory) / "autograder", worker.address
     except (ImportError, ValueError):  # not on a Dask worker (tests, tools)
         return Path(tempfile.gettempdir()) / f"autograder-{os.getpid()}", "local"
+
+
+def _task_scratch(index: int) -> Path:
+    """A folder for one task, where the local pool keeps its own: in memory
+    when there is room (:func:`~autograder.grading.run.scratch_base`), so
+    nbgrader's SQLite commits do not wait on a disk. The task removes it; the
+    first task of a worker removes those left by workers that were killed."""
+    from .run import scratch_base
+
+    base = scratch_base()
+    if not _SWEPT:
+        _SWEPT.append(True)
+        for entry in base.glob(f"{TASK_PREFIX}*"):
+            pid = entry.name[len(TASK_PREFIX) :].split("-")[0]
+            mine = entry.lstat().st_uid == os.getuid()
+            if mine and pid.isdigit() and not _alive(int(pid)):
+                shutil.rmtree(entry, ignore_errors=True)
+    return base / f"{TASK_PREFIX}{os.getpid()}-{index:06d}-{uuid.uuid4().hex[:8]}"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _cached_bundle(scratch: Path, bundle: bytes) -> Path:
@@ -184,7 +216,7 @@ def grade_packed(spec: dict, bundle: bytes, submission: bytes) -> dict:
                 "worker": address,
             }
     bundle_dir = _cached_bundle(base, bundle)
-    scratch = base / f"task-{spec['index']:06d}-{uuid.uuid4().hex[:8]}"
+    scratch = _task_scratch(spec["index"])
     try:
         folder = scratch / "submitted" / spec["student"] / spec["assignment"]
         unpack(submission, folder)

@@ -96,8 +96,9 @@ def _late(result: GradeResult) -> str:
     return f" (late: -{penalty:g})" if penalty else ""
 
 
-def _scratch_base() -> Path:
-    """Scratch space: memory-backed when there is plenty of it."""
+def scratch_base() -> Path:
+    """Scratch space: memory-backed when there is plenty of it
+    (``AUTOGRADER_SCRATCH`` chooses)."""
     chosen = os.environ.get("AUTOGRADER_SCRATCH")
     if chosen:
         return Path(chosen)
@@ -197,7 +198,7 @@ def grade_course(
     laps = _Laps()
     warm_up(kernels=not sandbox)
     laps.lap("imports")
-    run_dir = Path(tempfile.mkdtemp(prefix="autograder-run-", dir=_scratch_base()))
+    run_dir = Path(tempfile.mkdtemp(prefix="autograder-run-", dir=scratch_base()))
     try:
         results, failures = _grade_in(
             run_dir,

@@ -140,7 +140,13 @@ class Cluster:
         home = self.base / name
         (home / "scratch").mkdir(parents=True, exist_ok=True)
         (home / "cache").mkdir(exist_ok=True)
-        env = {**self.env, "AUTOGRADER_CACHE": str(home / "cache"), **(extra_env or {})}
+        (home / "tasks").mkdir(exist_ok=True)
+        env = {
+            **self.env,
+            "AUTOGRADER_CACHE": str(home / "cache"),
+            "AUTOGRADER_SCRATCH": str(home / "tasks"),  # each worker its own
+            **(extra_env or {}),
+        }
         log = open(home / "worker.log", "ab")  # noqa: SIM115
         proc = subprocess.Popen(
             _dask_cli(
@@ -295,6 +301,31 @@ def test_results_say_which_worker_and_are_merged(compared):
     autograded = course / "autograded" / "reference" / ASSIGNMENT / NOTEBOOK
     nb = nbformat.read(str(autograded), 4)
     assert any(c.get("outputs") for c in nb.cells if c.cell_type == "code")
+
+
+def test_workers_grade_in_their_own_scratch_and_leave_nothing(compared, cluster):
+    running, _client = cluster
+    for name in ("w1", "w2"):
+        tasks = running.base / name / "tasks"
+        # Graded here (AUTOGRADER_SCRATCH), each task's folder removed after it.
+        assert tasks.is_dir() and not list(tasks.glob("autograder-task-*"))
+
+
+def test_a_task_folder_left_by_a_killed_worker_is_removed(tmp_path, monkeypatch):
+    from autograder.grading import cluster_worker
+
+    monkeypatch.setenv("AUTOGRADER_SCRATCH", str(tmp_path))
+    monkeypatch.setattr(cluster_worker, "_SWEPT", [])
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    left = tmp_path / f"{cluster_worker.TASK_PREFIX}{dead.pid}-000003-abcdef12"
+    live = tmp_path / f"{cluster_worker.TASK_PREFIX}{os.getppid()}-000004-abcdef12"
+    for folder in (left, live):
+        (folder / "run").mkdir(parents=True)
+    fresh = cluster_worker._task_scratch(7)
+    assert not left.exists() and live.is_dir()
+    mine = f"{cluster_worker.TASK_PREFIX}{os.getpid()}-000007-"
+    assert fresh.parent == tmp_path and fresh.name.startswith(mine)
 
 
 def test_a_worker_killed_mid_run_loses_and_duplicates_nothing(
