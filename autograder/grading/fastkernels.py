@@ -31,6 +31,7 @@ import gc
 import json
 import os
 import pickle
+import shutil
 import signal
 import subprocess
 import sys
@@ -401,9 +402,25 @@ def _forking_classes():  # noqa: C901 - three classes, defined only when needed
                 self.provisioner = ForkingProvisioner(
                     kernel_id=self.kernel_id, kernel_spec=self.kernel_spec, parent=self
                 )
+            if self.transport != "ipc":
+                # Sockets in a private folder, not TCP ports: a port found free
+                # can be taken by another worker's kernel before this one binds
+                # it, and the kernel would never answer.
+                self._ipc_folder = tempfile.mkdtemp(prefix="agk-")
+                self.transport = "ipc"
+                self.ip = os.path.join(self._ipc_folder, "k")
+                self.cache_ports = False
             return await super()._async_pre_start_kernel(**kw)
 
         pre_start_kernel = _async_pre_start_kernel
+
+        async def _async_cleanup_resources(self, restart: bool = False) -> None:
+            await super()._async_cleanup_resources(restart=restart)
+            folder = getattr(self, "_ipc_folder", None)
+            if folder and not restart:
+                shutil.rmtree(folder, ignore_errors=True)
+
+        cleanup_resources = _async_cleanup_resources
 
         async def _async_wait(self, pollinterval: float = 0.01) -> None:
             # The stock 0.1 s poll costs a tenth of a second per notebook.

@@ -13,6 +13,7 @@ import csv
 import io
 import json
 import shutil
+import tempfile
 
 import nbformat
 import pytest
@@ -231,6 +232,42 @@ def test_forked_kernel_sees_what_a_fresh_kernel_sees(tmp_path, monkeypatch, mplb
     assert seen[True][1]["backend"].endswith(mplbackend or "inline")
     assert seen[True][0]["execution"] == "autograde"
     assert seen[True][0]["parent_watched"]
+
+
+@pytest.mark.slow
+def test_forked_kernels_talk_over_private_sockets_not_ports(tmp_path, monkeypatch):
+    # A TCP port found free can be bound by another worker's kernel first; a
+    # forked kernel uses IPC sockets in its own folder, removed afterwards.
+    probe = nbformat.v4.new_code_cell(
+        "from ipykernel.kernelapp import IPKernelApp\n"
+        "print('transport', IPKernelApp.instance().transport)"
+    )
+    nb = source_nb()
+    nb.cells.insert(2, probe)
+    course = build_course(
+        tmp_path, {"probe": (lambda: {NOTEBOOK: _json(nb)}, None, None, None)}
+    )
+    folders = tmp_path / "tmp"
+    folders.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(folders))
+    warm_up()
+    task = GradeTask(
+        assignment=ASSIGNMENT,
+        student="probe",
+        submission_dir=course / "submitted" / "probe" / ASSIGNMENT,
+        course_root=course,
+        cell_timeout=CELL_LIMIT,
+        notebook_timeout=NOTEBOOK_LIMIT,
+        fork_kernels=True,
+        sandbox=False,
+    )
+    result = grade_submission(task, tmp_path / "scratch")
+    assert result.outcome == "graded" and result.score == 30
+    autograded = nbformat.read(str(result.autograded_dir / NOTEBOOK), 4)
+    assert "transport ipc" in "".join(
+        o.get("text", "") for o in autograded.cells[2].outputs
+    )
+    assert not list(folders.glob("agk-*"))
 
 
 @pytest.mark.slow
