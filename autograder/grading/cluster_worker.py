@@ -236,15 +236,17 @@ def grade_packed(spec: dict, bundle: bytes, submission: bytes) -> dict:
         try:
             code = _ZYGOTE.run(scratch, limit)
         except ZygoteLost as exc:
-            code = f"none: {exc}"
+            code = str(exc)
         out = scratch / "result.pkl"
         if not out.is_file():
             log = scratch / "child.log"
             tail = log.read_text(errors="replace").splitlines() if log.is_file() else []
+            reason = f"the grading process on {address} {_ended(code, limit)}"
+            if tail:
+                reason += ": " + " | ".join(tail[-3:])
             return {
                 "outcome": ERROR,
-                "reason": f"the grading process on {address} died (exit code "
-                f"{code}): " + " | ".join(tail[-3:]),
+                "reason": reason + "; nothing was scored, grade it again",
                 "worker": address,
             }
         data = pickle.loads(out.read_bytes())
@@ -253,6 +255,21 @@ def grade_packed(spec: dict, bundle: bytes, submission: bytes) -> dict:
         return data
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _ended(code: int | str | None, limit: float) -> str:
+    """How a grading process that wrote no result ended, in words."""
+    if isinstance(code, str):  # the zygote itself was lost
+        return f"was lost ({code})"
+    if code is None:
+        return f"ran past its limit ({limit:.0f} s) and was stopped"
+    if isinstance(code, int) and code < 0:
+        try:
+            name = signal.Signals(-code).name
+        except ValueError:
+            name = f"signal {-code}"
+        return f"was killed by {name}"
+    return f"died (exit code {code})"
 
 
 def start_zygote(warm: bool = False) -> None:

@@ -544,3 +544,12 @@ def test_a_worker_that_cannot_sandbox_stops_the_run_before_any_grade(tmp_path):
     assert "cannot sandbox" in said and "Permission denied" in said
     assert not (course / "grading_outcomes.json").exists()
     assert not (course / "autograded").exists()
+
+
+def test_a_grading_process_that_wrote_no_result_is_described_in_words():
+    from autograder.grading.cluster_worker import _ended
+
+    assert _ended(None, 1920.4) == "ran past its limit (1920 s) and was stopped"
+    assert _ended(-9, 1) == "was killed by SIGKILL"
+    assert _ended(3, 1) == "died (exit code 3)"
+    assert _ended("the zygote died (exit code 1)", 1).startswith("was lost (the zygote")
