@@ -136,6 +136,9 @@ def test_the_profile_prints_every_phase_and_the_three_ratios():
             "stock_wall_s": 10.0,
             "sandboxed_wall_s": 4.0,
             "sandboxed_speedup": 2.5,
+            "stock_s_per_notebook": 5.0,
+            "grade_s_per_notebook": 2.5,
+            "speedup": 4.0,
         },
         run,
         task,
@@ -159,5 +162,9 @@ def test_the_profile_prints_every_phase_and_the_three_ratios():
     assert "kernel start (interpreter, ipykernel)" in text
     assert any(line.split()[-2:] == ["0.20", "0.20"] for line in lines)
     assert "2.50x stock (target >= 4x)" in text
+    assert (
+        "4x stock leaves 1.25 s per notebook; grade --no-sandbox takes 2.50 s (4.00x)"
+        in text
+    )
     assert "one submission 01_a: stock nbgrader 3.00 s, grade 2.00 s: 1.50x" in text
     assert "check 01_a: 2.50 s (first run 4.00 s), 9/9" in text
