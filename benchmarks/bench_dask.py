@@ -13,10 +13,11 @@ mistake, alternating), then grades it twice with the same number of workers:
 each from the first submission to the last result merged into the course's
 ``gradebook.db`` (the local side merges, records and installs once at the end,
 as ``grade`` does; the cluster's ledger as results arrive), and prints
-submissions per second for both and their ratio, each worker's RSS
-(psutil) at the start and the end, and the scheduler's overhead per task (the
-round trip of 200 no-op tasks). The scores of both runs must agree, or it
-exits 1. Sandboxed grading (the production default) unless ``--no-sandbox``.
+submissions per second for both and their ratio, each worker's RSS and its
+zygote's (psutil) at the start, half-way and at the end, and the scheduler's
+overhead per task (the round trip of 200 no-op tasks). The scores of both
+runs must agree, or it exits 1. Sandboxed grading (the production default)
+unless ``--no-sandbox``.
 
 Usage::
 
@@ -127,6 +128,35 @@ def grade_locally(course: Path, tasks, template: Path, base: Path, workers: int)
     return time.perf_counter() - started, done
 
 
+def report(args, figures, inside, overhead, run, rss) -> None:
+    """Print the figures: throughput, time inside tasks, overhead, memory."""
+    from autograder.grading.cluster import summary_by_worker
+
+    rss_start, rss_half, rss_end = rss
+    n = args.submissions
+    print(f"{n} submissions, {args.workers} workers, sandbox={args.sandbox}")
+    for name, seconds in figures.items():
+        print(f"  {name:18s} {seconds:8.1f} s  {n / seconds:6.2f} submissions/s")
+    busy = {k: sum(v) / max(1, len(v)) for k, v in inside.items()}
+    print(
+        "  mean seconds inside grade_submission: "
+        + ", ".join(f"{k} {v:.2f}" for k, v in busy.items())
+        + " (the rest of a submission's share of the wall time is overhead)"
+    )
+    ratio = figures["local pool"] / figures["dask LocalCluster"]
+    print(f"  dask / local throughput: {ratio:.2f}")
+    print(f"  scheduler overhead per no-op task: {overhead * 1000:.2f} ms")
+    print(f"  gradebook merges: {run.merges}; {summary_by_worker(run)}")
+    for address in sorted(rss_start):
+        (w0, z0), (w1, z1) = rss_start[address], rss_end.get(address, (None, None))
+        wh, zh = rss_half.get(address, (None, None))
+        print(
+            f"  worker {address}: RSS {w0:.0f} MiB at start, {wh or 0:.0f} half-way, "
+            f"{w1 or 0:.0f} at end; its zygote {z0 or 0:.0f}, {zh or 0:.0f}, "
+            f"{z1 or 0:.0f} MiB"
+        )
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--submissions", type=int, default=1000)
@@ -138,7 +168,7 @@ def main(argv=None) -> int:
 
     from autograder.grading import fastkernels
     from autograder.grading import template as templates
-    from autograder.grading.cluster import grade_on_cluster, summary_by_worker
+    from autograder.grading.cluster import grade_on_cluster
     from autograder.grading.cluster_worker import start_zygote
 
     with tempfile.TemporaryDirectory(prefix="bench-dask-") as tmp:
@@ -173,6 +203,14 @@ def main(argv=None) -> int:
             client.run(start_zygote, warm=True)
             rss_start = worker_rss(client)
             overhead = noop_overhead(client)
+            rss_half: dict = {}
+            arrived: list[int] = []
+
+            def half_way(index, _result) -> None:
+                arrived.append(index)
+                if len(arrived) == len(tasks) // 2:
+                    rss_half.update(worker_rss(client))
+
             started = time.perf_counter()
             run = grade_on_cluster(
                 client,
@@ -184,32 +222,14 @@ def main(argv=None) -> int:
                 merge_every=100,
                 # The local pool above runs no pre-flight either.
                 preflight=False,
+                on_result=half_way,
             )
             figures["dask LocalCluster"] = time.perf_counter() - started
             rss_end = worker_rss(client)
         scores["dask LocalCluster"] = {r.student: r.score for r in run.results.values()}
         inside["dask LocalCluster"] = [r.duration for r in run.results.values()]
 
-    n = args.submissions
-    print(f"{n} submissions, {args.workers} workers, sandbox={args.sandbox}")
-    for name, seconds in figures.items():
-        print(f"  {name:18s} {seconds:8.1f} s  {n / seconds:6.2f} submissions/s")
-    busy = {k: sum(v) / max(1, len(v)) for k, v in inside.items()}
-    print(
-        "  mean seconds inside grade_submission: "
-        + ", ".join(f"{k} {v:.2f}" for k, v in busy.items())
-        + " (the rest of a submission's share of the wall time is overhead)"
-    )
-    ratio = figures["local pool"] / figures["dask LocalCluster"]
-    print(f"  dask / local throughput: {ratio:.2f}")
-    print(f"  scheduler overhead per no-op task: {overhead * 1000:.2f} ms")
-    print(f"  gradebook merges: {run.merges}; {summary_by_worker(run)}")
-    for address in sorted(rss_start):
-        (w0, z0), (w1, z1) = rss_start[address], rss_end.get(address, (None, None))
-        print(
-            f"  worker {address}: RSS {w0:.0f} MiB at start, {w1:.0f} MiB at end; "
-            f"its zygote {z0 or 0:.0f} MiB at start, {z1 or 0:.0f} MiB at end"
-        )
+    report(args, figures, inside, overhead, run, (rss_start, rss_half, rss_end))
     if scores["local pool"] != scores["dask LocalCluster"]:
         print("MISMATCH: the two runs scored differently", file=sys.stderr)
         return 1
