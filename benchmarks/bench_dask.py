@@ -170,6 +170,7 @@ def main(argv=None) -> int:
     from autograder.grading import template as templates
     from autograder.grading.cluster import grade_on_cluster
     from autograder.grading.cluster_worker import start_zygote
+    from autograder.sandbox.command import passed_environ
 
     with tempfile.TemporaryDirectory(prefix="bench-dask-") as tmp:
         base = Path(tmp)
@@ -200,7 +201,7 @@ def main(argv=None) -> int:
         ):
             client.wait_for_workers(args.workers)
             # Warm, as the local pool's parent is before its timing starts.
-            client.run(start_zygote, warm=True)
+            client.run(start_zygote, warm=True, environ=passed_environ())
             rss_start = worker_rss(client)
             overhead = noop_overhead(client)
             rss_half: dict = {}

@@ -38,6 +38,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..sandbox.command import passed_environ
 from .cluster_worker import (
     SETTINGS,
     assignment_bundle,
@@ -212,7 +213,7 @@ def grade_on_cluster(
     )
     # Each worker's zygote imports the grading path while the client takes in.
     with contextlib.suppress(Exception):
-        client.run(start_zygote)
+        client.run(start_zygote, environ=passed_environ())
     grading.send_bundles(templates)
     try:
         if preflight:
@@ -229,6 +230,20 @@ def grade_on_cluster(
     run = grading.run_record
     run.wall_time = time.monotonic() - started
     return run
+
+
+def _spec(index: int, task, n_notebooks: int) -> dict:
+    """What a worker needs to know of a task besides its bytes: the
+    GradeTask's settings and the client's numerics and plotting environment
+    (:func:`~autograder.grading.cluster_worker.grading_environ`)."""
+    return {
+        "index": index,
+        "assignment": task.assignment,
+        "student": task.student,
+        "n_notebooks": n_notebooks,
+        "settings": {name: getattr(task, name) for name in SETTINGS},
+        "environ": passed_environ(),
+    }
 
 
 class _ClusterGrading:
@@ -284,13 +299,7 @@ class _ClusterGrading:
                 results[index] = _record_from(task, old)
                 self.run_record.skipped.add(index)
                 return False
-        spec = {
-            "index": index,
-            "assignment": task.assignment,
-            "student": task.student,
-            "n_notebooks": len(TemplateInfo.load(task.template_dir).notebooks),
-            "settings": {name: getattr(task, name) for name in SETTINGS},
-        }
+        spec = _spec(index, task, len(TemplateInfo.load(task.template_dir).notebooks))
         bundle = self.bundles[task.assignment]
         self.payloads[index] = (spec, bundle, pack_tree({".": copy}))
         self.by_task[index] = (task, digest, key)
@@ -321,13 +330,7 @@ class _ClusterGrading:
                 (BLANK, Path(template) / "release" / assignment),
             ):
                 task = dataclasses.replace(like, student=student, submission_dir=origin)
-                spec = {
-                    "index": len(pending),
-                    "assignment": assignment,
-                    "student": student,
-                    "n_notebooks": len(list(origin.glob("*.ipynb"))),
-                    "settings": {name: getattr(task, name) for name in SETTINGS},
-                }
+                spec = _spec(len(pending), task, len(list(origin.glob("*.ipynb"))))
                 packed = pack_tree({".": origin})
                 for address in workers:
                     future = self.client.submit(

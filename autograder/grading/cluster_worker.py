@@ -17,6 +17,7 @@ autograded notebooks' bytes and the worker's address.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import pickle
@@ -38,6 +39,7 @@ __all__ = [
     "TEST_KILL_ENV",
     "assignment_bundle",
     "grade_packed",
+    "grading_environ",
     "pack_tree",
     "start_zygote",
     "unpack",
@@ -233,6 +235,7 @@ def grade_packed(spec: dict, bundle: bytes, submission: bytes) -> dict:
         job = scratch / "job.pkl"
         job.write_bytes(pickle.dumps((task, spec["n_notebooks"])))
         limit = task.notebook_timeout * max(1, spec["n_notebooks"]) + CHILD_GRACE
+        _ZYGOTE.use_environ(grading_environ(spec["environ"]))
         try:
             code = _ZYGOTE.run(scratch, limit)
         except ZygoteLost as exc:
@@ -272,9 +275,34 @@ def _ended(code: int | str | None, limit: float) -> str:
     return f"died (exit code {code})"
 
 
-def start_zygote(warm: bool = False) -> None:
+def grading_environ(client: Mapping[str, str]) -> dict[str, str]:
+    """The environment this worker grades in: its own, with the client's
+    numerics and plotting settings in place of its own
+    (:func:`~autograder.sandbox.command.passed_environ`).
+
+    Dask's nanny gives its workers one BLAS and OpenMP thread and eager malloc
+    trimming (``distributed.nanny.pre-spawn-environ``); grading on the
+    client's machine has neither, and the kernels and the trusted checks must
+    see the same settings wherever a submission is graded.
+    """
+    from ..sandbox.command import passed_environ
+
+    spawned: set[str] = set()
+    with contextlib.suppress(Exception):  # no Dask configuration: nothing to undo
+        import dask
+
+        spawned = set(dask.config.get("distributed.nanny.pre-spawn-environ", {}))
+    own = passed_environ(os.environ)
+    kept = {k: v for k, v in os.environ.items() if k not in spawned and k not in own}
+    return {**kept, **client}
+
+
+def start_zygote(warm: bool = False, environ: Mapping[str, str] | None = None) -> None:
     """Start this worker's zygote now (``client.run``), not with its first task;
-    with ``warm``, return when it is warm."""
+    with ``warm``, return when it is warm. ``environ``: the client's
+    :func:`~autograder.sandbox.command.passed_environ`."""
+    if environ is not None:
+        _ZYGOTE.use_environ(grading_environ(environ))
     _ZYGOTE.start(wait=warm)
 
 

@@ -34,7 +34,7 @@ import sys
 import threading
 import time
 import traceback
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 __all__ = ["Zygote", "ZygoteLost"]
@@ -173,6 +173,17 @@ class Zygote:
         self._lock = threading.Lock()
         self._proc: subprocess.Popen | None = None
         self._ready = False
+        #: The zygote's environment (None: the calling process's).
+        self.environ: dict[str, str] | None = None
+
+    def use_environ(self, environ: Mapping[str, str]) -> None:
+        """Run the zygote with ``environ``: restarted with it (killing the
+        children it is running) if it runs with another."""
+        environ = dict(environ)
+        with self._lock:
+            if environ != self.environ:
+                self.environ = environ
+                self._stop()
 
     def _ensure(self) -> subprocess.Popen:
         if self._proc is None or self._proc.poll() is not None:
@@ -188,6 +199,7 @@ class Zygote:
                 stdout=subprocess.PIPE,
                 stderr=None,
                 start_new_session=True,
+                env=self.environ,
             )
         return self._proc
 
@@ -242,12 +254,16 @@ class Zygote:
     def close(self) -> None:
         """Stop the zygote (its running children are killed with it)."""
         with self._lock:
-            if self._proc is not None and self._proc.poll() is None:
-                assert self._proc.stdin is not None
-                self._proc.stdin.close()
-                try:
-                    self._proc.wait(5)
-                except subprocess.TimeoutExpired:
-                    self._proc.kill()
-                    self._proc.wait()
-            self._proc = None
+            self._stop()
+
+    def _stop(self) -> None:
+        if self._proc is not None and self._proc.poll() is None:
+            assert self._proc.stdin is not None
+            self._proc.stdin.close()
+            try:
+                self._proc.wait(5)
+            except subprocess.TimeoutExpired:
+                self._proc.kill()
+                self._proc.wait()
+        self._proc = None
+        self._ready = False

@@ -33,6 +33,7 @@ __all__ = [
     "bwrap_argv",
     "inner_env",
     "limit_args",
+    "passed_environ",
     "python_paths",
 ]
 
@@ -161,14 +162,22 @@ def inner_env(
         "JPY_PARENT_PID": "1",
         "AUTOGRADER_OUTPUT_LIMIT": str(config.limits.output_per_cell),
     }
-    for name, value in environ.items():
-        if name in _ENV_NAMES or name.startswith(_ENV_PREFIXES):
-            env[name] = value
+    env.update(passed_environ(environ))
     data = [d for d in config.data_dirs if os.path.isdir(d)]
     if data:
         env["DLCOURSE_DATA"] = os.path.realpath(data[0])
     env.update(config.env)
     return env
+
+
+def passed_environ(environ: Mapping[str, str] = os.environ) -> dict[str, str]:
+    """The variables of ``environ`` that sandboxed code sees unchanged: the
+    settings of numerics (BLAS and OpenMP threads), plotting and locale."""
+    return {
+        name: value
+        for name, value in environ.items()
+        if name in _ENV_NAMES or name.startswith(_ENV_PREFIXES)
+    }
 
 
 class _Mounts:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -69,8 +70,23 @@ def _sleepy():
     return _with_code(source_nb(), "square", f"import time\ntime.sleep({SLEEP})\n")
 
 
+#: What a kernel prints of the numerics settings it was given.
+ENV_PROBE = (
+    "import os\n"
+    "print('threads', os.environ.get('OPENBLAS_NUM_THREADS'), "
+    "os.environ.get('OMP_NUM_THREADS'))\n"
+)
+#: The client's BLAS threads in the comparison (Dask's nanny gives workers 1).
+CLIENT_BLAS_THREADS = "2"
+
+
+def _env_probe():
+    return _with_code(source_nb(), "square", ENV_PROBE)
+
+
 CLASS = {
     "reference": lambda: _json(source_nb()),
+    "env-probe": lambda: _json(_env_probe()),
     "blank": lambda: (FIXTURE / "release" / ASSIGNMENT / NOTEBOOK).read_bytes(),
     "mistake": lambda: _json(mistake("mean-divides-by-n-minus-1")),
     "os-exit": lambda: _json(_os_exit()),
@@ -256,17 +272,22 @@ def compared(cluster, prepared, tmp_path_factory):
     course = _course(base / "course", CLASS)
     _add_symlinked(course)
     tasks = _tasks(course, prepared)
-    local = _local(tasks, base / "local-run")
-    (base / "remote-run").mkdir()
-    run = grade_on_cluster(
-        client,
-        course,
-        tasks,
-        {ASSIGNMENT: prepared},
-        base / "remote-run",
-        progress=False,
-        merge_every=2,
-    )
+    with pytest.MonkeyPatch.context() as patch:
+        # The grader's numerics settings: the workers' kernels must see these,
+        # not the one BLAS thread Dask's nanny gives its workers.
+        patch.setenv("OPENBLAS_NUM_THREADS", CLIENT_BLAS_THREADS)
+        patch.delenv("OMP_NUM_THREADS", raising=False)
+        local = _local(tasks, base / "local-run")
+        (base / "remote-run").mkdir()
+        run = grade_on_cluster(
+            client,
+            course,
+            tasks,
+            {ASSIGNMENT: prepared},
+            base / "remote-run",
+            progress=False,
+            merge_every=2,
+        )
     remote = {r.student: r for r in run.results.values()}
     return course, local, remote, run
 
@@ -283,6 +304,24 @@ def test_cluster_grades_equal_the_local_pool(compared):
     assert remote["symlink"].outcome == "refused"
     assert remote["symlink"].worker == "client"  # never left the client
     assert remote["reference"].flags.unsandboxed is False
+
+
+def test_kernels_on_workers_see_the_graders_numerics_settings(compared, cluster):
+    course, local, _remote, _run = compared
+    _running, client = cluster
+    # The workers themselves run with Dask's one BLAS thread...
+    # (os.getenv travels by reference: it reads the worker's environment.)
+    assert set(client.run(os.getenv, "OPENBLAS_NUM_THREADS").values()) == {"1"}
+
+    def printed(notebook: Path) -> str:
+        nb = nbformat.read(str(notebook), 4)
+        return "".join(o.get("text", "") for o in cell(nb, "square").outputs)
+
+    # ...but the kernel there printed what the local pool's kernel printed.
+    here = printed(local["env-probe"].autograded_dir / NOTEBOOK)
+    there = printed(course / "autograded" / "env-probe" / ASSIGNMENT / NOTEBOOK)
+    assert f"threads {CLIENT_BLAS_THREADS} None" in here
+    assert there == here
 
 
 def test_results_say_which_worker_and_are_merged(compared):
@@ -468,9 +507,13 @@ def test_benchmark_smoke_runs_both_pools_and_agrees():
     assert done.returncode == 0, done.stdout + done.stderr
     assert "dask / local throughput" in done.stdout
     assert "scheduler overhead per no-op task" in done.stdout
-    # Each worker's memory, and its zygote's, at the start and the end.
-    assert done.stdout.count("its zygote") == 2
-    assert done.stdout.count("MiB at start") == 4
+    # Each worker's memory, and its zygote's, at the start, half-way, the end.
+    memory = re.findall(
+        r"RSS (\d+) MiB at start, (\d+) half-way, (\d+) at end; "
+        r"its zygote (\d+), (\d+), (\d+) MiB",
+        done.stdout,
+    )
+    assert len(memory) == 2 and all(int(v) > 0 for row in memory for v in row)
 
 
 def test_the_cli_grades_on_a_scheduler_like_the_local_pool(cluster, tmp_path):

@@ -178,6 +178,38 @@ def test_sequential_and_parallel_grading_give_identical_gradebooks(
     assert export_text(course, capsys) == export_text(graded["course"], capsys)
 
 
+def _probe_unsandboxed(tmp_path, code: str, forks=(True, False)) -> dict:
+    """Grade the reference with ``code`` as its third cell, unsandboxed, with
+    forked and/or stock kernels; what the probe cell printed, by ``fork``."""
+    nb = source_nb()
+    nb.cells.insert(2, nbformat.v4.new_code_cell(code))
+    course = build_course(
+        tmp_path, {"probe": (lambda: {NOTEBOOK: _json(nb)}, None, None, None)}
+    )
+    warm_up()
+    template = prepare_template(course, ASSIGNMENT, tmp_path / "template")
+    printed = {}
+    for fork in forks:
+        task = GradeTask(
+            assignment=ASSIGNMENT,
+            student="probe",
+            submission_dir=course / "submitted" / "probe" / ASSIGNMENT,
+            course_root=course,
+            cell_timeout=CELL_LIMIT,
+            notebook_timeout=NOTEBOOK_LIMIT,
+            template_dir=template,
+            fork_kernels=fork,
+            sandbox=False,
+        )
+        result = grade_submission(task, tmp_path / f"scratch-{fork}")
+        assert result.outcome == "graded" and result.score == 30
+        autograded = nbformat.read(str(result.autograded_dir / NOTEBOOK), 4)
+        printed[fork] = "".join(
+            o.text for o in autograded.cells[2].outputs if o.output_type == "stream"
+        )
+    return printed
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("mplbackend", ["Agg", None])
 def test_forked_kernel_sees_what_a_fresh_kernel_sees(tmp_path, monkeypatch, mplbackend):
@@ -185,7 +217,7 @@ def test_forked_kernel_sees_what_a_fresh_kernel_sees(tmp_path, monkeypatch, mplb
         monkeypatch.delenv("MPLBACKEND", raising=False)  # kernels pick "inline"
     else:
         monkeypatch.setenv("MPLBACKEND", mplbackend)
-    probe = nbformat.v4.new_code_cell(
+    probe = (
         "import json, os, signal, sys, warnings\n"
         "print(json.dumps({'path': sys.path, 'cwd': os.path.basename(os.getcwd()),\n"
         "  'filters': sorted([a, getattr(m, 'pattern', m) or '', c.__name__,\n"
@@ -201,33 +233,11 @@ def test_forked_kernel_sees_what_a_fresh_kernel_sees(tmp_path, monkeypatch, mplb
         "  'rc': sorted(map(repr, matplotlib.rcParams.items())),\n"
         "  'figures': plt.get_fignums()}))"
     )
-    nb = source_nb()
-    nb.cells.insert(2, probe)
-    course = build_course(
-        tmp_path, {"probe": (lambda: {NOTEBOOK: _json(nb)}, None, None, None)}
-    )
-    warm_up()
-    template = prepare_template(course, ASSIGNMENT, tmp_path / "template")
-    seen = {}
-    for fork in (True, False):
-        task = GradeTask(
-            assignment=ASSIGNMENT,
-            student="probe",
-            submission_dir=course / "submitted" / "probe" / ASSIGNMENT,
-            course_root=course,
-            cell_timeout=CELL_LIMIT,
-            notebook_timeout=NOTEBOOK_LIMIT,
-            template_dir=template,
-            fork_kernels=fork,
-            sandbox=False,
-        )
-        result = grade_submission(task, tmp_path / f"scratch-{fork}")
-        assert result.outcome == "graded" and result.score == 30
-        autograded = nbformat.read(str(result.autograded_dir / NOTEBOOK), 4)
-        texts = [
-            o.text for o in autograded.cells[2].outputs if o.output_type == "stream"
-        ]
-        seen[fork] = [json.loads(line) for line in "".join(texts).splitlines()]
+    printed = _probe_unsandboxed(tmp_path, probe)
+    seen = {
+        fork: [json.loads(line) for line in text.splitlines()]
+        for fork, text in printed.items()
+    }
     assert seen[True] == seen[False]
     assert seen[True][1]["backend"].endswith(mplbackend or "inline")
     assert seen[True][0]["execution"] == "autograde"
@@ -238,35 +248,16 @@ def test_forked_kernel_sees_what_a_fresh_kernel_sees(tmp_path, monkeypatch, mplb
 def test_forked_kernels_talk_over_private_sockets_not_ports(tmp_path, monkeypatch):
     # A TCP port found free can be bound by another worker's kernel first; a
     # forked kernel uses IPC sockets in its own folder, removed afterwards.
-    probe = nbformat.v4.new_code_cell(
-        "from ipykernel.kernelapp import IPKernelApp\n"
-        "print('transport', IPKernelApp.instance().transport)"
-    )
-    nb = source_nb()
-    nb.cells.insert(2, probe)
-    course = build_course(
-        tmp_path, {"probe": (lambda: {NOTEBOOK: _json(nb)}, None, None, None)}
-    )
     folders = tmp_path / "tmp"
     folders.mkdir()
     monkeypatch.setattr(tempfile, "tempdir", str(folders))
-    warm_up()
-    task = GradeTask(
-        assignment=ASSIGNMENT,
-        student="probe",
-        submission_dir=course / "submitted" / "probe" / ASSIGNMENT,
-        course_root=course,
-        cell_timeout=CELL_LIMIT,
-        notebook_timeout=NOTEBOOK_LIMIT,
-        fork_kernels=True,
-        sandbox=False,
+    printed = _probe_unsandboxed(
+        tmp_path,
+        "from ipykernel.kernelapp import IPKernelApp\n"
+        "print('transport', IPKernelApp.instance().transport)",
+        forks=(True,),
     )
-    result = grade_submission(task, tmp_path / "scratch")
-    assert result.outcome == "graded" and result.score == 30
-    autograded = nbformat.read(str(result.autograded_dir / NOTEBOOK), 4)
-    assert "transport ipc" in "".join(
-        o.get("text", "") for o in autograded.cells[2].outputs
-    )
+    assert "transport ipc" in printed[True]
     assert not list(folders.glob("agk-*"))
 
 
