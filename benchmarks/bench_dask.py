@@ -130,18 +130,30 @@ def grade_locally(course: Path, tasks, template: Path, base: Path, workers: int)
 
 def report(args, figures, inside, overhead, run, rss) -> None:
     """Print the figures: throughput, time inside tasks, overhead, memory."""
+    from statistics import mean
+
+    from autograder.authoring.bench_profile import mean_phases
     from autograder.grading.cluster import summary_by_worker
+    from autograder.grading.progress import PHASES
 
     rss_start, rss_half, rss_end = rss
     n = args.submissions
     print(f"{n} submissions, {args.workers} workers, sandbox={args.sandbox}")
     for name, seconds in figures.items():
         print(f"  {name:18s} {seconds:8.1f} s  {n / seconds:6.2f} submissions/s")
-    busy = {k: sum(v) / max(1, len(v)) for k, v in inside.items()}
+    busy = {k: mean(r.duration for r in v) for k, v in inside.items()}
     print(
         "  mean seconds inside grade_submission: "
         + ", ".join(f"{k} {v:.2f}" for k, v in busy.items())
         + " (the rest of a submission's share of the wall time is overhead)"
+    )
+    phases = {
+        k: mean_phases([{"timing": r.timing} for r in v]) for k, v in inside.items()
+    }
+    local, dask = phases["local pool"], phases["dask LocalCluster"]
+    print(
+        "  of which, per phase (mean s, local pool / dask): "
+        + ", ".join(f"{p} {local[p]:.2f}/{dask[p]:.2f}" for p in PHASES)
     )
     ratio = figures["local pool"] / figures["dask LocalCluster"]
     print(f"  dask / local throughput: {ratio:.2f}")
@@ -185,7 +197,7 @@ def main(argv=None) -> int:
             course, tasks, template, base, args.workers
         )
         scores["local pool"] = {t.student: done[i].score for i, t in tasks}
-        inside = {"local pool": [r.duration for r in done.values()]}
+        inside = {"local pool": list(done.values())}
 
         course = build_class(base / "dask", args.submissions)
         tasks = make_tasks(course, template, args.sandbox)
@@ -228,7 +240,7 @@ def main(argv=None) -> int:
             figures["dask LocalCluster"] = time.perf_counter() - started
             rss_end = worker_rss(client)
         scores["dask LocalCluster"] = {r.student: r.score for r in run.results.values()}
-        inside["dask LocalCluster"] = [r.duration for r in run.results.values()]
+        inside["dask LocalCluster"] = list(run.results.values())
 
     report(args, figures, inside, overhead, run, (rss_start, rss_half, rss_end))
     if scores["local pool"] != scores["dask LocalCluster"]:

@@ -481,15 +481,50 @@ def warm_up(*, kernels: bool = True) -> None:
         _import_debugger()
         _forking_kernel_manager()
         _interpreter_baseline()
-    for minor in (4, 5):  # compile nbformat's schema validators once, here
+    # Compile nbformat's schema validators once, here: strict, and relaxed as
+    # nbconvert asks after each preprocessor (a validator of its own).
+    for minor in (4, 5):
         nb = nbformat.v4.new_notebook()
         nb.nbformat_minor = minor
-        with contextlib.suppress(Exception):
-            nbformat.validate(nb)
+        for relax in (False, True):
+            with contextlib.suppress(Exception):
+                nbformat.validate(nb, relax_add_props=relax)
+    _first_use()
     # Objects that exist now are never collected: keeping the collector off
     # them keeps forked workers and kernels from copying their memory pages.
     gc.collect()
     gc.freeze()
+
+
+def _first_use() -> None:
+    """Do here, once, what every grading otherwise does on its first use in a
+    fresh process (each task is one): about 0.15 s per submission, measured
+    as a task forked from a process that has graded once against one forked
+    before. None of it holds a student's data or a kernel.
+
+    - the sandbox's probe (bubblewrap runs a trivial command; cached per
+      process, :func:`autograder.sandbox.availability.sandbox_status`);
+    - nbgrader's gradebook models: SQLAlchemy configures their mappers on
+      first use;
+    - jupyter_client's kernel provisioners (an entry-point scan) and the
+      kernel spec nbclient asks for.
+    """
+    from ..sandbox.availability import sandbox_status
+    from ..sandbox.config import SandboxConfig
+
+    with contextlib.suppress(Exception):
+        sandbox_status(SandboxConfig())
+    with contextlib.suppress(Exception):
+        import nbgrader.api  # noqa: F401 - its models, configured next
+        from sqlalchemy.orm import configure_mappers
+
+        configure_mappers()
+    with contextlib.suppress(Exception):
+        from jupyter_client.kernelspec import KernelSpecManager
+        from jupyter_client.provisioning import KernelProvisionerFactory
+
+        KernelProvisionerFactory.instance()
+        KernelSpecManager().get_kernel_spec("python3")
 
 
 def _import_debugger() -> None:
