@@ -498,7 +498,7 @@ def warm_up(*, kernels: bool = True) -> None:
 
 def _first_use() -> None:
     """Do here, once, what every grading otherwise does on its first use in a
-    fresh process (each task is one): about 0.15 s per submission, measured
+    fresh process (each task is one): about 0.1 s per submission, measured
     as a task forked from a process that has graded once against one forked
     before. None of it holds a student's data or a kernel.
 
