@@ -13,6 +13,8 @@ import csv
 import io
 import json
 import shutil
+import subprocess
+import sys
 import tempfile
 
 import nbformat
@@ -441,3 +443,32 @@ def test_nothing_to_grade_says_so_and_succeeds(tmp_path, capsys):
     course = build_course(tmp_path, {})
     assert main(["grade", "--course", str(course), "--no-progress"]) == 0
     assert "nothing to grade" in capsys.readouterr().out
+
+
+def test_warm_up_does_the_first_uses_every_forked_grading_would_repeat():
+    # In a fresh interpreter (this one may have done them already): after
+    # warm_up, a process forked to grade finds the sandbox probed, nbgrader's
+    # mappers configured and nbconvert's relaxed validators compiled.
+    code = (
+        "import json\n"
+        "from autograder.grading.fastkernels import warm_up\n"
+        "warm_up(kernels=False)\n"
+        "from autograder.sandbox.availability import _probe\n"
+        "from nbgrader.api import Student\n"
+        "from nbformat.validator import validators\n"
+        "from jupyter_client.provisioning import KernelProvisionerFactory\n"
+        "print(json.dumps({'probed': _probe.cache_info().currsize,\n"
+        "  'mapped': Student.__mapper__.configured,\n"
+        "  'relaxed': sorted(k[2] for k in validators if k[-1] is True),\n"
+        "  'provisioners': KernelProvisionerFactory.initialized()}))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    )
+    seen = json.loads(done.stdout.strip().splitlines()[-1])
+    assert seen == {
+        "probed": 1,
+        "mapped": True,
+        "relaxed": [4, 5],
+        "provisioners": True,
+    }
